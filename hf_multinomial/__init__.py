@@ -1,0 +1,5 @@
+"""hf-multinomial: Multinomial Diffusion and Argmax Flows, shaped like diffusers and transformers."""
+
+__version__ = "0.1.0"
+
+from .schedulers import ImportanceTimestepSampler, MultinomialScheduler, MultinomialSchedulerOutput

@@ -1,0 +1,2 @@
+from .scheduling_multinomial import MultinomialScheduler, MultinomialSchedulerOutput
+from .timestep_sampler import ImportanceTimestepSampler
