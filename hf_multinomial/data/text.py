@@ -1,0 +1,226 @@
+"""Character-level text datasets (text8, enwik8) as `datasets.DatasetDict`s.
+
+A text is cut by position into train / validation / test (90% / 5% / 5%; for the real
+100,000,000-character files this is exactly the split of Hoogeboom et al. 2021: the first
+90M train, the next 5M validation, the last 5M test). Each split is then cut into
+non-overlapping sequences of `seq_len` ids, one per row in the column `input_ids`; the
+remainder of a split that does not fill a sequence is dropped.
+
+Nothing is downloaded: the files must be on disk. The result is saved with `save_to_disk`
+in a cache folder keyed by the file (path, size, modification time), the vocabulary and
+`seq_len`, so a second call memory-maps the cached Arrow files instead of re-encoding.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import json
+import lzma
+import os
+import shutil
+import tempfile
+import zipfile
+
+import pyarrow as pa
+from datasets import Dataset, DatasetDict, Features, List, Value
+
+from .vocabulary import CharVocabulary
+
+
+SPLITS = ("train", "validation", "test")
+BUNDLED_TEXT8_NAME = "enwiki_text8_sample.txt.xz"
+_CACHE_VERSION = 1
+
+
+def split_boundaries(n: int) -> dict[str, tuple[int, int]]:
+    """Return `{split: (start, end)}` character ranges for a text of `n` characters.
+
+    The first 90% is train, the next 5% validation and the last 5% test (integer
+    arithmetic, so n = 100,000,000 gives exactly 90M / 5M / 5M).
+    """
+    if n < 0:
+        raise ValueError(f"The text length must be >= 0, got {n}.")
+    train_end = n * 9 // 10
+    validation_end = n * 19 // 20
+    return {"train": (0, train_end), "validation": (train_end, validation_end), "test": (validation_end, n)}
+
+
+def default_cache_dir() -> str:
+    """The folder where prepared datasets are kept: `<HF datasets cache>/hf_multinomial`."""
+    from datasets import config
+
+    return os.path.join(str(config.HF_DATASETS_CACHE), "hf_multinomial")
+
+
+def load_text_file(
+    path: str | os.PathLike,
+    vocabulary: CharVocabulary,
+    seq_len: int,
+    cache_dir: str | os.PathLike | None = None,
+) -> DatasetDict:
+    """Encode a text file with `vocabulary` and cut it into train/validation/test sequences.
+
+    Args:
+        path: The text file. Plain text, or compressed: `.zip` (a single member, or the member
+            named like the archive, e.g. `text8` in `text8.zip`), `.xz`, `.bz2` or `.gz`.
+            Character vocabularies read it as UTF-8; byte-level ones read the raw bytes.
+        vocabulary: Maps each character (or byte) to its id.
+        seq_len: Number of ids per row.
+        cache_dir: Where the prepared dataset is saved and looked up; defaults to
+            `default_cache_dir()`.
+
+    Returns:
+        A `DatasetDict` with splits `train`, `validation`, `test` and one column `input_ids`
+        (`seq_len` int64 ids per row).
+
+    Raises:
+        FileNotFoundError: if `path` does not exist.
+        ValueError: if the text holds a character outside the vocabulary (the message names
+            the character and its position in the text).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Text file not found: {path!r}")
+    if not isinstance(seq_len, int) or seq_len < 1:
+        raise ValueError(f"seq_len must be a positive integer, got {seq_len!r}.")
+
+    cache_dir = os.fspath(cache_dir) if cache_dir is not None else default_cache_dir()
+    cached = os.path.join(cache_dir, _cache_name(path, vocabulary, seq_len))
+    if os.path.isdir(cached):
+        return DatasetDict.load_from_disk(cached)
+
+    splits = _build_splits(path, vocabulary, seq_len)
+    os.makedirs(cache_dir, exist_ok=True)
+    # Write to a temporary folder first so an interrupted run never leaves a half-written cache.
+    tmp = tempfile.mkdtemp(dir=cache_dir, prefix=".tmp-")
+    try:
+        splits.save_to_disk(tmp)
+        try:
+            os.replace(tmp, cached)
+        except OSError:  # another process filled the cache first
+            if not os.path.isdir(cached):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return DatasetDict.load_from_disk(cached)
+
+
+def load_text8(path_or_dir: str | os.PathLike, seq_len: int = 256, cache_dir: str | os.PathLike | None = None) -> DatasetDict:
+    """text8 (27 symbols: space and `a`-`z`) as train/validation/test sequences.
+
+    Args:
+        path_or_dir: `text8.zip`, the unpacked `text8` file (or any text8-style text file,
+            also `.xz`/`.bz2`), or a folder holding `text8` or `text8.zip`.
+        seq_len: Characters per row (the paper uses 256).
+        cache_dir: See `load_text_file`.
+    """
+    path = _resolve(path_or_dir, ["text8", "text8.zip"])
+    return load_text_file(path, CharVocabulary.text8(), seq_len, cache_dir=cache_dir)
+
+
+def load_enwik8(path_or_dir: str | os.PathLike, seq_len: int = 320, cache_dir: str | os.PathLike | None = None) -> DatasetDict:
+    """enwik8 (raw bytes, 256 classes) as train/validation/test sequences.
+
+    Args:
+        path_or_dir: `enwik8.zip`, the unpacked `enwik8` file, or a folder holding either.
+        seq_len: Bytes per row (the paper uses 320).
+        cache_dir: See `load_text_file`.
+    """
+    path = _resolve(path_or_dir, ["enwik8", "enwik8.zip"])
+    return load_text_file(path, CharVocabulary.bytes(), seq_len, cache_dir=cache_dir)
+
+
+def bundled_text8_path() -> str:
+    """Path of the bundled text8-style sample (English Wikipedia, about 3.1M characters)."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), "resources", BUNDLED_TEXT8_NAME)
+
+
+def load_bundled_text8(seq_len: int = 256, cache_dir: str | os.PathLike | None = None) -> DatasetDict:
+    """The bundled sample (see `bundled_text8_path`) cut like text8; works offline.
+
+    Args:
+        seq_len: Characters per row.
+        cache_dir: See `load_text_file`.
+    """
+    return load_text_file(bundled_text8_path(), CharVocabulary.text8(), seq_len, cache_dir=cache_dir)
+
+
+def read_text_bytes(path: str | os.PathLike) -> bytes:
+    """Return the (decompressed) content of a `.zip`, `.xz`, `.bz2`, `.gz` or plain file."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Text file not found: {path!r}")
+    if path.endswith(".zip"):
+        with zipfile.ZipFile(path) as archive:
+            return archive.read(_zip_member(archive, path))
+    for suffix, opener in ((".xz", lzma.open), (".bz2", bz2.open), (".gz", gzip.open)):
+        if path.endswith(suffix):
+            with opener(path, "rb") as f:
+                return f.read()
+    with open(path, "rb") as f:
+        return f.read()
+
+
+# --------------------------------------------------------------------------- internals
+def _build_splits(path: str, vocabulary: CharVocabulary, seq_len: int) -> DatasetDict:
+    data = read_text_bytes(path)
+    if vocabulary.byte_level:
+        ids = vocabulary.encode_array(data)
+    else:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ValueError(f"{path!r} is not valid UTF-8 text (byte {error.start}).") from error
+        del data
+        ids = vocabulary.encode_array(text)
+
+    features = Features({"input_ids": List(Value("int64"), length=seq_len)})
+    splits = {}
+    for name, (start, end) in split_boundaries(len(ids)).items():
+        num_rows = (end - start) // seq_len
+        # A fixed-size list array over the flat ids: no copy, and far faster than nested lists.
+        rows = pa.FixedSizeListArray.from_arrays(pa.array(ids[start : start + num_rows * seq_len]), seq_len)
+        splits[name] = Dataset.from_dict({"input_ids": rows}, features=features)
+    return DatasetDict(splits)
+
+
+def _cache_name(path: str, vocabulary: CharVocabulary, seq_len: int) -> str:
+    stat = os.stat(path)
+    key = {
+        "path": os.path.abspath(path),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "vocabulary": vocabulary.to_dict(),
+        "seq_len": seq_len,
+        "version": _CACHE_VERSION,
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    stem = os.path.basename(path).split(".")[0] or "text"
+    return f"{stem}-seq{seq_len}-{digest}"
+
+
+def _resolve(path_or_dir: str | os.PathLike, names: list[str]) -> str:
+    """A file path as is; for a folder, the first of `names` found inside it."""
+    path = os.fspath(path_or_dir)
+    if os.path.isdir(path):
+        for name in names:
+            candidate = os.path.join(path, name)
+            if os.path.isfile(candidate):
+                return candidate
+        raise FileNotFoundError(f"None of {names} found in the folder {path!r}.")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"File or folder not found: {path!r}")
+    return path
+
+
+def _zip_member(archive: zipfile.ZipFile, path: str) -> str:
+    members = [info.filename for info in archive.infolist() if not info.is_dir()]
+    stem = os.path.basename(path)[: -len(".zip")]
+    named = [m for m in members if os.path.basename(m) == stem]
+    if named:
+        return named[0]
+    if len(members) == 1:
+        return members[0]
+    raise ValueError(f"Cannot tell which member of {path!r} holds the text; it contains {members[:10]}.")
