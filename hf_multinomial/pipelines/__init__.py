@@ -1,0 +1,1 @@
+from .pipeline_discrete_diffusion import DiscreteDiffusionPipeline, DiscreteDiffusionPipelineOutput

@@ -1,0 +1,192 @@
+# Copyright 2026 The hf-multinomial Authors. Apache-2.0.
+"""Sampling from a multinomial diffusion model: a denoiser composed with the MultinomialScheduler."""
+
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Union
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.utils import BaseOutput
+
+# diffusers resolves a pipeline's components only from modules that are already imported and that import
+# ModelMixin / SchedulerMixin by name: importing the component modules here is what makes from_pretrained work.
+from ..data.vocabulary import CharVocabulary  # noqa: F401
+from ..models.transformer_multinomial import MultinomialTransformer  # noqa: F401
+from ..schedulers.scheduling_multinomial import MultinomialScheduler  # noqa: F401
+
+
+@dataclass
+class DiscreteDiffusionPipelineOutput(BaseOutput):
+    """
+    Output of [`DiscreteDiffusionPipeline`].
+
+    Args:
+        samples (`List[str]`, `torch.LongTensor` or `np.ndarray`):
+            The generated samples: strings for `output_type="text"`, class ids of shape `(batch_size, ...)` otherwise.
+        chain (`list`, *optional*):
+            With `return_chain=True`, the states from the prior draw x_T to the final sample, one entry per step
+            (`num_inference_steps + 1` entries), each in the format of `samples`.
+    """
+
+    samples: Union[List[str], torch.LongTensor, np.ndarray]
+    chain: Optional[list] = None
+
+
+class DiscreteDiffusionPipeline(DiffusionPipeline):
+    """
+    Pipeline for sampling categorical data (text) with multinomial diffusion.
+
+    Args:
+        denoiser ([`ModelMixin`]):
+            Maps class ids `(B, ...)` and timesteps `(B,)` to logits over x_0 `(B, K, ...)`, e.g.
+            [`MultinomialTransformer`].
+        scheduler ([`MultinomialScheduler`]):
+            The diffusion process the denoiser was trained with.
+        vocabulary ([`CharVocabulary`], *optional*):
+            Turns class ids into text for `output_type="text"` and text into ids for `prefix`.
+    """
+
+    model_cpu_offload_seq = "denoiser"
+    _optional_components = ["vocabulary"]
+    _callback_tensor_inputs = ["sample"]
+
+    def __init__(self, denoiser, scheduler: MultinomialScheduler, vocabulary: Optional[CharVocabulary] = None):
+        super().__init__()
+        if vocabulary is not None and len(vocabulary) != scheduler.config.num_classes:
+            raise ValueError(
+                f"The vocabulary has {len(vocabulary)} symbols but the scheduler has num_classes={scheduler.config.num_classes}"
+            )
+        self.register_modules(denoiser=denoiser, scheduler=scheduler, vocabulary=vocabulary)
+
+    def _default_sample_shape(self):
+        config = self.denoiser.config
+        if "max_seq_len" in config:
+            return (config.max_seq_len,)
+        raise ValueError("Pass the sample shape: the denoiser's config names no default size")
+
+    def _known_positions(self, prefix, known_ids, known_mask, batch_size, shape):
+        """The ids and mask of the positions fixed by the caller, or `(None, None)`."""
+        if prefix is not None and known_ids is not None:
+            raise ValueError("Pass either `prefix` or `known_ids`/`known_mask`, not both")
+        if prefix is not None:
+            if self.vocabulary is None:
+                raise ValueError("`prefix` needs a pipeline with a vocabulary")
+            prefixes = [prefix] * batch_size if isinstance(prefix, str) else list(prefix)
+            if len(prefixes) != batch_size:
+                raise ValueError(f"Got {len(prefixes)} prefixes for batch_size={batch_size}")
+            known_ids = torch.zeros((batch_size, *shape), dtype=torch.long)
+            known_mask = torch.zeros((batch_size, *shape), dtype=torch.bool)
+            for i, text in enumerate(prefixes):
+                ids = self.vocabulary.encode(text)
+                if len(ids) > shape[0]:
+                    raise ValueError(f"prefix {i} has {len(ids)} characters, longer than seq_len={shape[0]}")
+                known_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+                known_mask[i, : len(ids)] = True
+        if known_ids is None:
+            if known_mask is not None:
+                raise ValueError("`known_mask` needs `known_ids`")
+            return None, None
+        known_ids = torch.as_tensor(known_ids)
+        known_mask = torch.ones_like(known_ids, dtype=torch.bool) if known_mask is None else torch.as_tensor(known_mask)
+        expected = (batch_size, *shape)
+        if tuple(known_ids.shape) != expected or tuple(known_mask.shape) != expected:
+            raise ValueError(
+                f"known_ids and known_mask must have shape {expected}, got {tuple(known_ids.shape)} and {tuple(known_mask.shape)}"
+            )
+        self.scheduler._check_indices(known_ids, "known_ids")
+        return known_ids.to(self.device), known_mask.bool().to(self.device)
+
+    def _format(self, sample: torch.LongTensor, output_type: str):
+        if output_type == "pt":
+            return sample.cpu()
+        if output_type == "np":
+            return sample.cpu().numpy()
+        if output_type == "text":
+            if self.vocabulary is None:
+                raise ValueError("output_type='text' needs a pipeline with a vocabulary")
+            return self.vocabulary.batch_decode(sample.cpu().tolist())
+        raise ValueError(f"Unknown output_type {output_type!r}; use 'text', 'pt' or 'np'")
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        batch_size: int = 1,
+        seq_len: Optional[int] = None,
+        num_inference_steps: Optional[int] = None,
+        generator: Optional[torch.Generator] = None,
+        prefix: Optional[Union[str, List[str]]] = None,
+        known_ids: Optional[torch.LongTensor] = None,
+        known_mask: Optional[torch.BoolTensor] = None,
+        output_type: str = "text",
+        return_dict: bool = True,
+        return_chain: bool = False,
+        callback_on_step_end: Optional[Callable[["DiscreteDiffusionPipeline", int, int, Dict], Dict]] = None,
+        callback_on_step_end_tensor_inputs: List[str] = ["sample"],
+    ) -> Union[DiscreteDiffusionPipelineOutput, tuple]:
+        """
+        Generate samples.
+
+        Args:
+            batch_size (`int`, defaults to 1): how many samples to draw.
+            seq_len (`int`, *optional*): their length; defaults to the denoiser's `max_seq_len`.
+            num_inference_steps (`int`, *optional*): denoiser calls, from 1 to the scheduler's
+                `num_train_timesteps` (the default). Fewer steps skip timesteps exactly (x_0-parametrisation).
+            generator (`torch.Generator`, *optional*): makes sampling deterministic.
+            prefix (`str` or `List[str]`, *optional*): text every sample (or each sample) starts with.
+            known_ids (`torch.LongTensor` of shape `(batch_size, seq_len)`, *optional*): class ids to keep fixed
+                where `known_mask` is True (all positions when `known_mask` is omitted); the rest is generated
+                conditioned on them.
+            known_mask (`torch.BoolTensor` of shape `(batch_size, seq_len)`, *optional*): which ids are known.
+            output_type (`str`, defaults to `"text"`): `"text"` (strings), `"pt"` (`torch.LongTensor`) or `"np"`.
+            return_dict (`bool`, defaults to `True`): return a [`DiscreteDiffusionPipelineOutput`] or a tuple.
+            return_chain (`bool`, defaults to `False`): also return every intermediate state (the paper's Figure 7).
+            callback_on_step_end (`Callable`, *optional*): called as `callback(pipe, i, t, callback_kwargs)` after
+                each step with the tensors named in `callback_on_step_end_tensor_inputs`; may return a dict that
+                replaces them (e.g. `{"sample": ...}`).
+            callback_on_step_end_tensor_inputs (`List[str]`): the tensors passed to the callback.
+
+        Returns:
+            [`DiscreteDiffusionPipelineOutput`] or `tuple` `(samples, chain)`.
+        """
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        for name in callback_on_step_end_tensor_inputs:
+            if name not in self._callback_tensor_inputs:
+                raise ValueError(f"callback_on_step_end_tensor_inputs has {name!r}; allowed: {self._callback_tensor_inputs}")
+        shape = self._default_sample_shape() if seq_len is None else (seq_len,)
+        if "max_seq_len" in self.denoiser.config and shape[0] > self.denoiser.config.max_seq_len:
+            raise ValueError(f"seq_len={shape[0]} exceeds the denoiser's max_seq_len={self.denoiser.config.max_seq_len}")
+        known_ids, known_mask = self._known_positions(prefix, known_ids, known_mask, batch_size, shape)
+
+        num_inference_steps = num_inference_steps or self.scheduler.config.num_train_timesteps
+        self.scheduler.set_timesteps(num_inference_steps, device=self.device)
+        sample = self.scheduler.sample_prior((batch_size, *shape), generator=generator, device=self.device)
+        chain = [sample] if return_chain else None
+
+        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
+            timesteps = torch.full((batch_size,), int(t), dtype=torch.long, device=self.device)
+            logits = self.denoiser(sample, timesteps).sample.float()
+            if known_mask is not None:
+                # A known position's prediction of x_0 is certain: its posterior is then the forward process'
+                # own, and the denoiser sees it noised exactly as in training.
+                certain = torch.where(
+                    torch.nn.functional.one_hot(known_ids, logits.shape[1]).movedim(-1, 1).bool(), 0.0, -float("inf")
+                )
+                logits = torch.where(known_mask.unsqueeze(1), certain, logits)
+            sample = self.scheduler.step(logits, t, sample, generator=generator).prev_sample
+
+            if callback_on_step_end is not None:
+                step_tensors = {"sample": sample}
+                callback_kwargs = {name: step_tensors[name] for name in callback_on_step_end_tensor_inputs}
+                callback_outputs = callback_on_step_end(self, i, int(t), callback_kwargs)
+                sample = callback_outputs.pop("sample", sample)
+            if return_chain:
+                chain.append(sample)
+
+        samples = self._format(sample, output_type)
+        chain = [self._format(state, output_type) for state in chain] if return_chain else None
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (samples, chain)
+        return DiscreteDiffusionPipelineOutput(samples=samples, chain=chain)
