@@ -2,4 +2,7 @@
 
 __version__ = "0.1.0"
 
+from .data import CharVocabulary
+from .models import MultinomialTransformer, MultinomialTransformerOutput
+from .pipelines import DiscreteDiffusionPipeline, DiscreteDiffusionPipelineOutput
 from .schedulers import ImportanceTimestepSampler, MultinomialScheduler, MultinomialSchedulerOutput

@@ -1,0 +1,3 @@
+from .transformer_multinomial import MultinomialTransformer, MultinomialTransformerOutput
+
+__all__ = ["MultinomialTransformer", "MultinomialTransformerOutput"]
