@@ -1,0 +1,26 @@
+#!/usr/bin/env python
+# Copyright 2026 The hf-multinomial Authors. Apache-2.0.
+"""Train a multinomial text diffusion model.
+
+    accelerate launch scripts/train_text_diffusion.py --preset small --output_dir out
+    accelerate launch scripts/train_text_diffusion.py --preset text8 --dataset text8 --data_dir DATA --output_dir out
+    ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 scripts/train_text_diffusion.py ...
+
+See `--help` and `hf_multinomial.training.text_diffusion`.
+"""
+
+import json
+
+from accelerate import PartialState
+
+from hf_multinomial.training.text_diffusion import parse_args, train
+
+
+def main():
+    result = train(parse_args())
+    if PartialState().is_main_process:
+        print(json.dumps({k: v for k, v in result.items() if k != "history"}))
+
+
+if __name__ == "__main__":
+    main()

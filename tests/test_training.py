@@ -1,0 +1,225 @@
+"""The training loop and the text diffusion training script: learning, atomic checkpoints, exact resumption."""
+
+import json
+import lzma
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hf_multinomial.data.text import bundled_text8_path
+from hf_multinomial.training import TrainingConfig, list_checkpoints, make_accelerator, resolve_checkpoint, save_checkpoint
+from hf_multinomial.training.text_diffusion import build_model, load_data, parse_args, train
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "train_text_diffusion.py"
+CHECKPOINT_FILES = {"model.safetensors", "optimizer.bin", "scheduler.bin", "random_states_0.pkl",
+                    "objective_state_0.pt", "trainer_state.json"}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run far faster on one thread, and much more so while other jobs share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory):
+    """The first 60,000 characters of the bundled Wikipedia sample: 1,687 training rows of 32 characters."""
+    path = tmp_path_factory.mktemp("text") / "short.txt"
+    with lzma.open(bundled_text8_path(), "rt") as f:
+        path.write_text(f.read(60_000))
+    return path
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+def tiny_args(text_file, cache_dir, output_dir, *extra):
+    return [
+        "--preset", "tiny", "--text_file", str(text_file), "--cache_dir", str(cache_dir),
+        "--output_dir", str(output_dir), "--num_card_samples", "1", "--num_validation_sequences", "16", *map(str, extra),
+    ]
+
+
+def run(text_file, cache_dir, output_dir, *extra):
+    return train(parse_args(tiny_args(text_file, cache_dir, output_dir, *extra)))
+
+
+def final_weights(output_dir):
+    return load_file(os.path.join(output_dir, "denoiser", "diffusion_pytorch_model.safetensors"))
+
+
+def assert_same_tensors(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs"
+
+
+def objective_state(checkpoint, process_index=0):
+    return torch.load(os.path.join(checkpoint, f"objective_state_{process_index}.pt"), weights_only=True)
+
+
+@torch.no_grad()
+def heldout_bpc(model, scheduler, x):
+    """Full-T negative ELBO (T = 10) in bits per character on a fixed batch, with fixed noise."""
+    model.eval()
+    nll = scheduler.negative_elbo(lambda x_t, t: model(x_t, t).sample, x, generator=torch.Generator().manual_seed(0))
+    return float(nll.sum()) / x.numel() / math.log(2)
+
+
+def test_training_lowers_the_loss_and_writes_checkpoints_and_pipeline(text_file, cache_dir, tmp_path):
+    from hf_multinomial.pipelines.pipeline_discrete_diffusion import DiscreteDiffusionPipeline
+
+    out = tmp_path / "run"
+    args = tiny_args(text_file, cache_dir, out, "--max_train_steps", 60, "--checkpointing_steps", 20,
+                     "--checkpoints_total_limit", 2)
+    stats = train(parse_args(args))
+    assert stats["global_step"] == 60 and len(stats["history"]) == 60
+
+    # Checkpoints: the total limit keeps the last two, each complete.
+    assert [os.path.basename(c) for c in list_checkpoints(out)] == ["checkpoint-40", "checkpoint-60"]
+    for checkpoint in list_checkpoints(out):
+        assert CHECKPOINT_FILES <= set(os.listdir(checkpoint))
+    assert not [name for name in os.listdir(out) if name.startswith(".tmp")]
+    assert list((out / "logs").rglob("events.out.tfevents.*")), "no TensorBoard events"
+
+    # The pipeline folder, its card and results.
+    assert (out / "model_index.json").is_file()
+    card = (out / "README.md").read_text()
+    assert "library_name: hf-multinomial" in card and "--preset tiny" in card and "| learning_rate | 0.003 |" in card
+    results = json.loads((out / "train_results.json").read_text())
+    assert results["global_step"] == 60 and results["validation_bpc_estimate"] > 0
+    pipeline = DiscreteDiffusionPipeline.from_pretrained(out)
+    pipeline.set_progress_bar_config(disable=True)
+    samples = pipeline(batch_size=2, generator=torch.Generator().manual_seed(0)).samples
+    assert len(samples) == 2 and all(len(s) == 32 and set(s) <= set(" abcdefghijklmnopqrstuvwxyz") for s in samples)
+
+    # Learning: the full-T ELBO on held-out text drops well below the untrained model's (about log2(27) = 4.75).
+    data, _ = load_data(parse_args(args))
+    x = data["validation"][:32]["input_ids"]
+    torch.manual_seed(0)
+    untrained = build_model(parse_args(args), 27)
+    before = heldout_bpc(untrained, pipeline.scheduler, x)
+    after = heldout_bpc(pipeline.denoiser, pipeline.scheduler, x)
+    assert before > 4.6 and after < before - 0.4, (before, after)
+    losses = [h["loss"] for h in stats["history"]]
+    assert sum(losses[-15:]) / 15 < sum(losses[:5]) / 5, losses
+
+
+class BrokenObjective:
+    """An objective whose state cannot be written: a checkpoint save dies half way, like a killed run."""
+
+    def state_dict(self):
+        raise RuntimeError("killed while writing the checkpoint")
+
+
+def test_checkpoints_are_atomic_and_latest_ignores_partial_folders(tmp_path):
+    out = tmp_path / "run"
+    config = TrainingConfig(output_dir=str(out), report_to=None, checkpointing_steps=1)
+    accelerator = make_accelerator(config)
+    model = torch.nn.Linear(2, 2)
+    model, optimizer = accelerator.prepare(model, torch.optim.Adam(model.parameters()))
+
+    class Objective:
+        def state_dict(self):
+            return {"x": torch.ones(1)}
+
+    save_checkpoint(accelerator, Objective(), config, global_step=5, epoch=0)
+    assert CHECKPOINT_FILES - {"scheduler.bin"} <= set(os.listdir(out / "checkpoint-5"))
+    with pytest.raises(RuntimeError, match="killed"):
+        save_checkpoint(accelerator, BrokenObjective(), config, global_step=10, epoch=0)
+    assert not (out / "checkpoint-10").exists()  # only the temporary folder holds the partial state
+    assert (out / ".tmp-checkpoint-10").is_dir()
+    (out / "checkpoint-20").mkdir()  # a folder without its completion marker, e.g. copied by hand
+    (out / "checkpoint-20" / "model.safetensors").write_bytes(b"")
+    assert resolve_checkpoint("latest", str(out)) == str(out / "checkpoint-5")
+    with pytest.raises(FileNotFoundError):
+        resolve_checkpoint(str(out / "checkpoint-20"), str(out))
+    # The next save of the same step replaces the leftover temporary folder.
+    save_checkpoint(accelerator, Objective(), config, global_step=10, epoch=0)
+    assert resolve_checkpoint("latest", str(out)) == str(out / "checkpoint-10")
+    assert not (out / ".tmp-checkpoint-10").exists()
+    accelerator.end_training()
+
+
+def test_resume_single_process_is_exact(text_file, cache_dir, tmp_path):
+    # Dropout (global RNG), EMA and gradient accumulation all take part; T = 10 so that importance sampling is on
+    # well before the checkpoint.
+    extra = ["--dropout", 0.1, "--use_ema", "--ema_decay", 0.9, "--gradient_accumulation_steps", 2,
+             "--checkpointing_steps", 20, "--report_to", "none", "--num_card_samples", 0]
+    run(text_file, cache_dir, tmp_path / "full", "--max_train_steps", 40, *extra)
+    run(text_file, cache_dir, tmp_path / "split", "--max_train_steps", 20, *extra)
+    half = objective_state(tmp_path / "split" / "checkpoint-20")
+    assert (half["sampler"]["counts"] > 10).all(), "importance sampling did not kick in before the checkpoint"
+    stats = run(text_file, cache_dir, tmp_path / "split", "--max_train_steps", 40, "--resume_from_checkpoint", "latest",
+                *extra)
+    assert stats["global_step"] == 40 and len(stats["history"]) == 20
+
+    assert_same_tensors(final_weights(tmp_path / "full"), final_weights(tmp_path / "split"))
+    assert_same_tensors(load_file(tmp_path / "full" / "checkpoint-40" / "model.safetensors"),
+                        load_file(tmp_path / "split" / "checkpoint-40" / "model.safetensors"))
+    full, split = objective_state(tmp_path / "full" / "checkpoint-40"), objective_state(tmp_path / "split" / "checkpoint-40")
+    assert_same_tensors(full["sampler"], split["sampler"])
+    assert torch.equal(full["generator"], split["generator"])
+    # And the uninterrupted run is not trivially equal to something else: a different seed differs.
+    run(text_file, cache_dir, tmp_path / "other", "--max_train_steps", 20, "--seed", 1, *extra)
+    assert not torch.equal(load_file(tmp_path / "other" / "checkpoint-20" / "model.safetensors")["proj_out.weight"],
+                           load_file(tmp_path / "split" / "checkpoint-20" / "model.safetensors")["proj_out.weight"])
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_two_processes(text_file, cache_dir, output_dir, *extra):
+    accelerate = Path(sys.executable).parent / "accelerate"
+    command = [
+        str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+        str(SCRIPT), *tiny_args(text_file, cache_dir, output_dir, *extra),
+    ]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_resume_two_processes_is_exact(text_file, cache_dir, tmp_path):
+    extra = ["--dropout", 0.1, "--checkpointing_steps", 15, "--report_to", "none", "--num_card_samples", 0,
+             "--num_validation_sequences", 0]
+    full = launch_two_processes(text_file, cache_dir, tmp_path / "full", "--max_train_steps", 30, *extra)
+    assert full["global_step"] == 30
+    launch_two_processes(text_file, cache_dir, tmp_path / "split", "--max_train_steps", 15, *extra)
+    for rank in (0, 1):
+        assert (objective_state(tmp_path / "split" / "checkpoint-15", rank)["sampler"]["counts"] > 10).all()
+    split = launch_two_processes(text_file, cache_dir, tmp_path / "split", "--max_train_steps", 30,
+                                 "--resume_from_checkpoint", "latest", *extra)
+    assert split["global_step"] == 30
+
+    assert_same_tensors(final_weights(tmp_path / "full"), final_weights(tmp_path / "split"))
+    states = {}
+    for run_name in ("full", "split"):
+        checkpoint = tmp_path / run_name / "checkpoint-30"
+        assert CHECKPOINT_FILES | {"random_states_1.pkl", "objective_state_1.pt"} <= set(os.listdir(checkpoint))
+        states[run_name] = [objective_state(checkpoint, rank) for rank in (0, 1)]
+    for rank in (0, 1):
+        assert_same_tensors(states["full"][rank]["sampler"], states["split"][rank]["sampler"])
+        assert torch.equal(states["full"][rank]["generator"], states["split"][rank]["generator"])
+    # Every process holds the same importance-sampling history (fed the gathered losses), and its own generator.
+    assert_same_tensors(states["full"][0]["sampler"], states["full"][1]["sampler"])
+    assert not torch.equal(states["full"][0]["generator"], states["full"][1]["generator"])
