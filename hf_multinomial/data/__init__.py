@@ -1,5 +1,14 @@
-"""Datasets and vocabularies for categorical (text) data."""
+"""Datasets and vocabularies for categorical data: text (text8, enwik8, any text file) and segmentation maps."""
 
+from .cityscapes import (
+    CITYSCAPES_CATEGORY_COLORS,
+    CITYSCAPES_CATEGORY_NAMES,
+    CITYSCAPES_LABEL_TO_CATEGORY,
+    cityscapes_categories,
+    load_cityscapes,
+    nearest_resize,
+)
+from .synthetic_maps import random_rectangle_maps, synthetic_segmentation_dataset, write_synthetic_gtfine
 from .text import (
     bundled_text8_path,
     load_bundled_text8,
@@ -21,4 +30,13 @@ __all__ = [
     "bundled_text8_path",
     "load_bundled_text8",
     "split_boundaries",
+    "load_cityscapes",
+    "nearest_resize",
+    "cityscapes_categories",
+    "CITYSCAPES_CATEGORY_NAMES",
+    "CITYSCAPES_CATEGORY_COLORS",
+    "CITYSCAPES_LABEL_TO_CATEGORY",
+    "random_rectangle_maps",
+    "synthetic_segmentation_dataset",
+    "write_synthetic_gtfine",
 ]
