@@ -3,6 +3,6 @@
 __version__ = "0.1.0"
 
 from .data import CharVocabulary
-from .models import MultinomialTransformer, MultinomialTransformerOutput
+from .models import MultinomialTransformer, MultinomialTransformerOutput, SegmentationUNet, SegmentationUNetOutput
 from .pipelines import DiscreteDiffusionPipeline, DiscreteDiffusionPipelineOutput
 from .schedulers import ImportanceTimestepSampler, MultinomialScheduler, MultinomialSchedulerOutput

@@ -18,6 +18,7 @@ def diffusion_negative_elbo(
     estimate: bool = False,
     generator: Optional[torch.Generator] = None,
     timesteps_per_batch: int = 8,
+    repetitions: int = 1,
     progress: bool = False,
 ) -> torch.DoubleTensor:
     """
@@ -31,6 +32,8 @@ def diffusion_negative_elbo(
         estimate (`bool`): the cheap unbiased one-t estimate instead of all T terms.
         generator (`torch.Generator`, *optional*): for the draws of x_t (and of t when estimating).
         timesteps_per_batch (`int`): timesteps sharing one denoiser call in the full bound (memory knob).
+        repetitions (`int`): with `estimate`, average this many independent one-t estimates per example (the original
+            code's `--repetitions`).
         progress (`bool`): show a progress bar over batches.
     """
     was_training = denoiser.training
@@ -41,6 +44,8 @@ def diffusion_negative_elbo(
         return denoiser(x_t, t).sample.float()
 
     batches = range(0, input_ids.shape[0], batch_size)
+    if repetitions < 1:
+        raise ValueError(f"repetitions must be at least 1, got {repetitions}")
     if progress:
         from tqdm.auto import tqdm
 
@@ -49,7 +54,8 @@ def diffusion_negative_elbo(
     for start in batches:
         x = input_ids[start : start + batch_size].to(device)
         if estimate:
-            results.append(scheduler.negative_elbo_estimate(model_fn, x, generator=generator).double().cpu())
+            draws = [scheduler.negative_elbo_estimate(model_fn, x, generator=generator).double() for _ in range(repetitions)]
+            results.append(torch.stack(draws).mean(0).cpu())
         else:
             results.append(scheduler.negative_elbo(model_fn, x, generator, timesteps_per_batch).double().cpu())
     denoiser.train(was_training)

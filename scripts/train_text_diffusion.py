@@ -9,18 +9,8 @@
 See `--help` and `hf_multinomial.training.text_diffusion`.
 """
 
-import json
-
-from accelerate import PartialState
-
+from hf_multinomial.training.diffusion import print_results
 from hf_multinomial.training.text_diffusion import parse_args, train
 
-
-def main():
-    result = train(parse_args())
-    if PartialState().is_main_process:
-        print(json.dumps({k: v for k, v in result.items() if k != "history"}))
-
-
 if __name__ == "__main__":
-    main()
+    print_results(train(parse_args()))

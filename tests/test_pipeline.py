@@ -156,3 +156,58 @@ def test_bad_inputs():
         DiscreteDiffusionPipeline(
             denoiser=pipe.denoiser, scheduler=pipe.scheduler, vocabulary=CharVocabulary(list(" abcdefghijklmnopqrstuvwxyz."))
         )
+
+
+# ---------------------------------------------------------------- segmentation maps
+
+CITYSCAPES_LIKE = [(0, 0, 0), (128, 64, 128), (70, 70, 70), (153, 153, 153), (107, 142, 35), (70, 130, 180), (220, 20, 60), (0, 0, 142)]
+
+
+def tiny_map_pipeline():
+    from hf_multinomial import SegmentationUNet
+
+    torch.manual_seed(0)
+    unet = SegmentationUNet(
+        num_classes=8, sample_size=(32, 64), base_channels=16, channel_multipliers=(1, 2), num_res_blocks=1,
+        attention_resolutions=(2,), dropout=0.0,
+    )
+    return DiscreteDiffusionPipeline(
+        denoiser=unet.eval(), scheduler=MultinomialScheduler(num_classes=8, num_train_timesteps=10), palette=CITYSCAPES_LIKE
+    )
+
+
+def test_map_pipeline_pil_round_trip(tmp_path):
+    from PIL import Image
+
+    pipe = tiny_map_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    ids = pipe(batch_size=2, output_type="pt", generator=torch.Generator().manual_seed(0)).samples
+    assert ids.shape == (2, 32, 64)
+    pipe.save_pretrained(tmp_path)
+    loaded = DiscreteDiffusionPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    assert [tuple(c) for c in loaded.config.palette] == CITYSCAPES_LIKE
+    images = loaded(batch_size=2, generator=torch.Generator().manual_seed(0)).samples  # "pil" by default for maps
+    assert all(isinstance(im, Image.Image) and im.size == (64, 32) and im.mode == "RGB" for im in images)
+    # every pixel is the palette colour of the class id drawn with the same seed
+    for image, id_map in zip(images, ids):
+        expected = np.asarray(CITYSCAPES_LIKE, dtype=np.uint8)[id_map.numpy()]
+        assert np.array_equal(np.asarray(image), expected)
+
+
+def test_map_chain_and_grid():
+    from hf_multinomial.pipelines import make_grid
+
+    pipe = tiny_map_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(batch_size=3, num_inference_steps=4, output_type="np", return_chain=True)
+    assert len(out.chain) == 5 and out.chain[-1].shape == (3, 32, 64)
+    grid = make_grid(out.chain, palette=CITYSCAPES_LIKE, scale=1, padding=1)
+    assert grid.size == (5 * 65 + 1, 3 * 33 + 1)
+    # the tile in row 1, column 4 is the final map of sample 1
+    tile = np.asarray(grid)[1 + 33 : 1 + 33 + 32, 1 + 4 * 65 : 1 + 4 * 65 + 64]
+    assert np.array_equal(tile, np.asarray(CITYSCAPES_LIKE, dtype=np.uint8)[out.samples[1]])
+    with pytest.raises(ValueError, match="palette"):
+        DiscreteDiffusionPipeline(denoiser=pipe.denoiser, scheduler=pipe.scheduler, palette=[(0, 0, 0)])
+    with pytest.raises(ValueError, match="height/width"):
+        pipe(seq_len=5)

@@ -1,1 +1,2 @@
+from .image_utils import colorize, default_palette, make_grid
 from .pipeline_discrete_diffusion import DiscreteDiffusionPipeline, DiscreteDiffusionPipelineOutput

@@ -2,7 +2,7 @@
 """Sampling from a multinomial diffusion model: a denoiser composed with the MultinomialScheduler."""
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -13,7 +13,9 @@ from diffusers.utils import BaseOutput
 # ModelMixin / SchedulerMixin by name: importing the component modules here is what makes from_pretrained work.
 from ..data.vocabulary import CharVocabulary  # noqa: F401
 from ..models.transformer_multinomial import MultinomialTransformer  # noqa: F401
+from ..models.unet_segmentation import SegmentationUNet  # noqa: F401
 from ..schedulers.scheduling_multinomial import MultinomialScheduler  # noqa: F401
+from .image_utils import colorize, default_palette
 
 
 @dataclass
@@ -22,8 +24,9 @@ class DiscreteDiffusionPipelineOutput(BaseOutput):
     Output of [`DiscreteDiffusionPipeline`].
 
     Args:
-        samples (`List[str]`, `torch.LongTensor` or `np.ndarray`):
-            The generated samples: strings for `output_type="text"`, class ids of shape `(batch_size, ...)` otherwise.
+        samples (`List[str]`, `List[PIL.Image.Image]`, `torch.LongTensor` or `np.ndarray`):
+            The generated samples: strings for `output_type="text"`, colour-coded maps for `output_type="pil"`, class
+            ids of shape `(batch_size, ...)` for `"pt"` and `"np"`.
         chain (`list`, *optional*):
             With `return_chain=True`, the states from the prior draw x_T to the final sample, one entry per step
             (`num_inference_steps + 1` entries), each in the format of `samples`.
@@ -35,7 +38,7 @@ class DiscreteDiffusionPipelineOutput(BaseOutput):
 
 class DiscreteDiffusionPipeline(DiffusionPipeline):
     """
-    Pipeline for sampling categorical data (text) with multinomial diffusion.
+    Pipeline for sampling categorical data (text, segmentation maps) with multinomial diffusion.
 
     Args:
         denoiser ([`ModelMixin`]):
@@ -45,25 +48,50 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
             The diffusion process the denoiser was trained with.
         vocabulary ([`CharVocabulary`], *optional*):
             Turns class ids into text for `output_type="text"` and text into ids for `prefix`.
+        palette (`List[Tuple[int, int, int]]`, *optional*):
+            One RGB colour per class for `output_type="pil"` (e.g. the Cityscapes category colours); stored in
+            `model_index.json`. Without it, a fixed palette of distinct colours is used.
     """
 
     model_cpu_offload_seq = "denoiser"
     _optional_components = ["vocabulary"]
     _callback_tensor_inputs = ["sample"]
 
-    def __init__(self, denoiser, scheduler: MultinomialScheduler, vocabulary: Optional[CharVocabulary] = None):
+    def __init__(
+        self,
+        denoiser,
+        scheduler: MultinomialScheduler,
+        vocabulary: Optional[CharVocabulary] = None,
+        palette: Optional[Sequence[Sequence[int]]] = None,
+    ):
         super().__init__()
-        if vocabulary is not None and len(vocabulary) != scheduler.config.num_classes:
-            raise ValueError(
-                f"The vocabulary has {len(vocabulary)} symbols but the scheduler has num_classes={scheduler.config.num_classes}"
-            )
+        num_classes = scheduler.config.num_classes
+        if vocabulary is not None and len(vocabulary) != num_classes:
+            raise ValueError(f"The vocabulary has {len(vocabulary)} symbols but the scheduler has num_classes={num_classes}")
+        if palette is not None:
+            palette = [tuple(int(c) for c in colour) for colour in palette]
+            if len(palette) != num_classes or any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in palette):
+                raise ValueError(f"palette must hold {num_classes} RGB colours with values in [0, 255], got {palette}")
         self.register_modules(denoiser=denoiser, scheduler=scheduler, vocabulary=vocabulary)
+        self.register_to_config(palette=palette)
 
-    def _default_sample_shape(self):
+    def _sample_shape(self, seq_len: Optional[int], height: Optional[int], width: Optional[int]) -> Tuple[int, ...]:
+        """The shape of one sample: `(seq_len,)` for sequence denoisers, `(height, width)` for image denoisers."""
         config = self.denoiser.config
         if "max_seq_len" in config:
-            return (config.max_seq_len,)
-        raise ValueError("Pass the sample shape: the denoiser's config names no default size")
+            if height is not None or width is not None:
+                raise ValueError("This pipeline's denoiser takes sequences: pass seq_len, not height/width")
+            seq_len = config.max_seq_len if seq_len is None else seq_len
+            if seq_len > config.max_seq_len:
+                raise ValueError(f"seq_len={seq_len} exceeds the denoiser's max_seq_len={config.max_seq_len}")
+            return (seq_len,)
+        if "sample_size" in config:
+            if seq_len is not None:
+                raise ValueError("This pipeline's denoiser takes images: pass height/width, not seq_len")
+            size = config.sample_size
+            default_height, default_width = (size, size) if isinstance(size, int) else size
+            return (height or default_height, width or default_width)
+        raise ValueError("The denoiser's config names neither max_seq_len nor sample_size")
 
     def _known_positions(self, prefix, known_ids, known_mask, batch_size, shape):
         """The ids and mask of the positions fixed by the caller, or `(None, None)`."""
@@ -106,19 +134,28 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
             if self.vocabulary is None:
                 raise ValueError("output_type='text' needs a pipeline with a vocabulary")
             return self.vocabulary.batch_decode(sample.cpu().tolist())
-        raise ValueError(f"Unknown output_type {output_type!r}; use 'text', 'pt' or 'np'")
+        if output_type == "pil":
+            if sample.dim() != 3:
+                raise ValueError(f"output_type='pil' needs maps of shape (batch, height, width), got {tuple(sample.shape)}")
+            from PIL import Image
+
+            palette = self.config.palette or default_palette(self.scheduler.config.num_classes)
+            return [Image.fromarray(rgb) for rgb in colorize(sample.cpu().numpy(), palette)]
+        raise ValueError(f"Unknown output_type {output_type!r}; use 'text', 'pil', 'pt' or 'np'")
 
     @torch.no_grad()
     def __call__(
         self,
         batch_size: int = 1,
         seq_len: Optional[int] = None,
+        height: Optional[int] = None,
+        width: Optional[int] = None,
         num_inference_steps: Optional[int] = None,
         generator: Optional[torch.Generator] = None,
         prefix: Optional[Union[str, List[str]]] = None,
         known_ids: Optional[torch.LongTensor] = None,
         known_mask: Optional[torch.BoolTensor] = None,
-        output_type: str = "text",
+        output_type: Optional[str] = None,
         return_dict: bool = True,
         return_chain: bool = False,
         callback_on_step_end: Optional[Callable[["DiscreteDiffusionPipeline", int, int, Dict], Dict]] = None,
@@ -129,7 +166,9 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
 
         Args:
             batch_size (`int`, defaults to 1): how many samples to draw.
-            seq_len (`int`, *optional*): their length; defaults to the denoiser's `max_seq_len`.
+            seq_len (`int`, *optional*): their length, for sequence denoisers; defaults to the denoiser's `max_seq_len`.
+            height (`int`, *optional*), width (`int`, *optional*): the map size, for image denoisers; default to the
+                denoiser's `sample_size`.
             num_inference_steps (`int`, *optional*): denoiser calls, from 1 to the scheduler's
                 `num_train_timesteps` (the default). Fewer steps skip timesteps exactly (x_0-parametrisation).
             generator (`torch.Generator`, *optional*): makes sampling deterministic.
@@ -138,7 +177,9 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
                 where `known_mask` is True (all positions when `known_mask` is omitted); the rest is generated
                 conditioned on them.
             known_mask (`torch.BoolTensor` of shape `(batch_size, seq_len)`, *optional*): which ids are known.
-            output_type (`str`, defaults to `"text"`): `"text"` (strings), `"pt"` (`torch.LongTensor`) or `"np"`.
+            output_type (`str`, *optional*): `"text"` (strings), `"pil"` (colour-coded maps), `"pt"`
+                (`torch.LongTensor` of class ids) or `"np"`; defaults to `"text"` with a vocabulary, `"pil"` for maps
+                and `"pt"` otherwise.
             return_dict (`bool`, defaults to `True`): return a [`DiscreteDiffusionPipelineOutput`] or a tuple.
             return_chain (`bool`, defaults to `False`): also return every intermediate state (the paper's Figure 7).
             callback_on_step_end (`Callable`, *optional*): called as `callback(pipe, i, t, callback_kwargs)` after
@@ -154,9 +195,9 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
         for name in callback_on_step_end_tensor_inputs:
             if name not in self._callback_tensor_inputs:
                 raise ValueError(f"callback_on_step_end_tensor_inputs has {name!r}; allowed: {self._callback_tensor_inputs}")
-        shape = self._default_sample_shape() if seq_len is None else (seq_len,)
-        if "max_seq_len" in self.denoiser.config and shape[0] > self.denoiser.config.max_seq_len:
-            raise ValueError(f"seq_len={shape[0]} exceeds the denoiser's max_seq_len={self.denoiser.config.max_seq_len}")
+        shape = self._sample_shape(seq_len, height, width)
+        if output_type is None:
+            output_type = "text" if self.vocabulary is not None else ("pil" if len(shape) == 2 else "pt")
         known_ids, known_mask = self._known_positions(prefix, known_ids, known_mask, batch_size, shape)
 
         num_inference_steps = num_inference_steps or self.scheduler.config.num_train_timesteps

@@ -95,11 +95,13 @@ def train_diffusion(
     pipeline,
     unit: str,
     write_model_card: Callable[[argparse.Namespace, Dict[str, Any], list], Any],
+    card_output_type: Optional[str] = None,
 ) -> Dict[str, Any]:
     """
     Train `pipeline.denoiser` on `data["train"]` with the shared loop (`config`, `accelerator` from
     [`make_accelerator`]) and, on the main process, save the pipeline to
-    `args.output_dir` with `train_results.json` and the model card (`write_model_card(args, stats, samples)`).
+    `args.output_dir` with `train_results.json` and the model card (`write_model_card(args, stats, samples)`, the samples
+    drawn with `output_type=card_output_type`, the pipeline's default when None).
 
     Returns the results dict (on every process): output_dir, global_step, epochs, train_time_s, stopped_early, the
     training loss in nats and bits per `unit` (mean of the last 10% of steps), the one-t validation estimate, and
@@ -136,10 +138,18 @@ def train_diffusion(
             pipeline.set_progress_bar_config(disable=True)
             steps = min(args.card_inference_steps or scheduler.config.num_train_timesteps, scheduler.config.num_train_timesteps)
             samples = pipeline(batch_size=args.num_card_samples, num_inference_steps=steps,
-                               generator=torch.Generator().manual_seed(args.seed)).samples
+                               output_type=card_output_type, generator=torch.Generator().manual_seed(args.seed)).samples
         with open(os.path.join(args.output_dir, "train_results.json"), "w") as f:
             json.dump({k: v for k, v in stats.items() if k != "history"}, f, indent=2)
         write_model_card(args, stats, samples)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return stats
+
+
+def print_results(results: Dict[str, Any]) -> None:
+    """Print the results of a run (without its history) as one JSON line, on the main process only."""
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        print(json.dumps({k: v for k, v in results.items() if k != "history"}))

@@ -1,0 +1,103 @@
+"""The bits-per-unit metric, the `hf-multinomial bpc` / `bpp` commands, and the segmentation training task."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import evaluate
+import numpy as np
+import pytest
+import torch
+
+from hf_multinomial import DiscreteDiffusionPipeline, MultinomialScheduler, MultinomialTransformer
+from hf_multinomial.cli import main
+from hf_multinomial.data import CharVocabulary, write_synthetic_gtfine
+from hf_multinomial.evaluation import diffusion_negative_elbo
+from hf_multinomial.metrics import BITS_PER_DIM_PATH, load_bits_per_dim
+
+
+def test_bits_per_dim_metric_matches_formula():
+    nll = [177.4, 100.0, 3.5]
+    units = [256, 100, 7]
+    expected = sum(nll) / sum(units) / math.log(2)
+    assert math.isclose(load_bits_per_dim("character").compute(negative_log_likelihoods=nll, num_units=units)["bpc"], expected)
+    assert math.isclose(load_bits_per_dim("pixel").compute(negative_log_likelihoods=nll, num_units=units)["bpp"], expected)
+    metric = evaluate.load(BITS_PER_DIM_PATH)
+    for n, u in zip(nll, units):
+        metric.add(negative_log_likelihoods=n, num_units=u)
+    assert math.isclose(metric.compute()["bpc"], expected)
+    with pytest.raises(ValueError, match="not finite"):
+        load_bits_per_dim().compute(negative_log_likelihoods=[float("inf")], num_units=[1])
+
+
+@pytest.fixture(scope="module")
+def text_pipeline_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("text_pipe")
+    torch.manual_seed(0)
+    denoiser = MultinomialTransformer(
+        num_classes=27, max_seq_len=16, hidden_size=32, num_layers=1, num_heads=2, num_local_heads=1, local_window=4
+    )
+    DiscreteDiffusionPipeline(
+        denoiser=denoiser, scheduler=MultinomialScheduler(num_classes=27, num_train_timesteps=12), vocabulary=CharVocabulary.text8()
+    ).save_pretrained(path)
+    return path
+
+
+def last_json(capsys):
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_bpc_command_full_and_estimate(text_pipeline_dir, tmp_path, capsys):
+    text = "the quick brown fox jumps over the lazy dog " * 3  # 132 characters -> 8 sequences of 16
+    (tmp_path / "held_out.txt").write_text(text)
+    assert main(["bpc", "--model", str(text_pipeline_dir), "--text-file", str(tmp_path / "held_out.txt")]) == 0
+    full = last_json(capsys)
+    assert full["num_examples"] == 8 and full["num_characters"] == 128
+    # the same number computed directly from the scheduler and the metric's formula
+    pipe = DiscreteDiffusionPipeline.from_pretrained(text_pipeline_dir)
+    ids = torch.tensor(pipe.vocabulary.encode(text[:128])).view(8, 16)
+    nll = diffusion_negative_elbo(pipe.denoiser, pipe.scheduler, ids, generator=torch.Generator().manual_seed(0))
+    assert math.isclose(full["bpc"], float(nll.sum()) / 128 / math.log(2), rel_tol=1e-9)
+    # an untrained model is close to uniform: about log2(27) = 4.75 bits
+    assert 4.0 < full["bpc"] < 6.5
+
+    assert main(["bpc", "--model", str(text_pipeline_dir), "--text-file", str(tmp_path / "held_out.txt"),
+                 "--estimate", "--repetitions", "50", "--max-sequences", "4"]) == 0
+    estimate = last_json(capsys)
+    assert estimate["num_examples"] == 4 and "estimate" in estimate["bound"]
+    assert abs(estimate["bpc"] - full["bpc"]) < 0.5
+
+
+def test_bpc_command_errors(text_pipeline_dir, tmp_path, capsys):
+    (tmp_path / "bad.txt").write_text("hello World")
+    assert main(["bpc", "--model", str(text_pipeline_dir), "--text-file", str(tmp_path / "bad.txt")]) == 2
+    assert "'W' at position 6" in capsys.readouterr().err
+    assert main(["bpc", "--model", str(tmp_path), "--text-file", str(tmp_path / "bad.txt")]) == 2
+    assert "model_index.json" in capsys.readouterr().err
+
+
+def test_segmentation_training_and_bpp(tmp_path, capsys):
+    from hf_multinomial.training.segmentation_diffusion import parse_args, train
+
+    torch.set_num_threads(1)
+    out = tmp_path / "seg"
+    stats = train(parse_args(["--preset", "tiny", "--output_dir", str(out), "--max_train_steps", "60",
+                              "--num_synthetic_maps", "64", "--report_to", "none", "--num_validation_sequences", "8",
+                              "--num_card_samples", "4"]))
+    history = [h["bpp"] for h in stats["history"]]
+    assert np.mean(history[-15:]) < np.mean(history[:15]) - 0.3
+    for name in ("model_index.json", "README.md", "samples.png", "train_results.json", "checkpoint-60"):
+        assert (out / name).exists(), name
+    card = (out / "README.md").read_text()
+    assert "hf-multinomial" in card and "samples.png" in card
+
+    assert main(["bpp", "--model", str(out), "--max-maps", "8", "--split", "test"]) == 0
+    synthetic = last_json(capsys)
+    assert synthetic["num_pixels"] == 8 * 16 * 32 and 0 < synthetic["bpp"] < 3.0
+
+    root = tmp_path / "cityscapes"
+    write_synthetic_gtfine(root, num_train=3, num_val=2)
+    assert main(["bpp", "--model", str(out), "--data-root", str(root), "--estimate", "--repetitions", "3"]) == 0
+    assert last_json(capsys)["num_examples"] == 2
