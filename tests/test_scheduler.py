@@ -407,3 +407,29 @@ def test_importance_sampler_state_round_trip():
     assert torch.equal(a.sample(5, torch.Generator().manual_seed(3))[0], b.sample(5, torch.Generator().manual_seed(3))[0])
     with pytest.raises(ValueError, match="10"):
         ImportanceTimestepSampler(11).load_state_dict(a.state_dict())
+
+
+def test_jump_to_start_nll_matches_reference_posterior():
+    K, T, B, L = 6, 40, 5, 3
+    rng = np.random.default_rng(11)
+    ref = Reference(K, T)
+    sched = MultinomialScheduler(num_classes=K, num_train_timesteps=T)
+    x0 = rng.integers(K, size=(B, L))
+    xt = rng.integers(K, size=(B, L))
+    t = np.array([0, 1, 9, 25, T - 1])
+    logits = rng.normal(size=(B, K, L))
+    got = sched.jump_to_start_nll(torch.tensor(logits), torch.tensor(x0), torch.tensor(xt), torch.tensor(t)).numpy()
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    expected = np.zeros(B)
+    for b in range(B):
+        likelihood = ref.product(0, t[b] + 1)  # q(x_t = j | x_0 = i)
+        for l in range(L):
+            posterior = probs[b, :, l] * likelihood[:, xt[b, l]]
+            expected[b] -= np.log(posterior[x0[b, l]] / posterior.sum())
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+    # at t = 0 it is the decoder term of compute_loss
+    zeros = torch.zeros(B, dtype=torch.long)
+    torch.testing.assert_close(
+        sched.jump_to_start_nll(torch.tensor(logits), torch.tensor(x0), torch.tensor(xt), zeros),
+        sched.compute_loss(torch.tensor(logits), torch.tensor(x0), torch.tensor(xt), zeros),
+    )

@@ -218,3 +218,23 @@ def test_bf16_autocast_runs():
         logits = model(sample, 3).sample
     assert logits.shape == (2, 7, 16)
     assert torch.isfinite(logits.float()).all()
+
+
+def test_input_convolution_widens_the_receptive_field_by_half_its_width():
+    torch.manual_seed(0)
+    window, kernel = 3, 5
+    model = MultinomialTransformer(
+        num_classes=7, max_seq_len=24, hidden_size=16, num_layers=1, num_heads=2, num_local_heads=2,
+        local_window=window, conv_kernel_size=kernel,
+    ).double().eval()
+    x = torch.randint(7, (1, 24))
+    base = model(x, 3).sample
+    j = 12
+    changed = x.clone()
+    changed[0, j] = (changed[0, j] + 1) % 7
+    moved = (model(changed, 3).sample - base).abs().amax(dim=1)[0] > 1e-12
+    reach = (window - 1) + kernel // 2
+    expected = torch.tensor([abs(i - j) <= reach for i in range(24)])
+    assert torch.equal(moved, expected)
+    with pytest.raises(ValueError, match="conv_kernel_size"):
+        MultinomialTransformer(conv_kernel_size=4)

@@ -303,6 +303,33 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
         is_first = (timesteps == 0).view(-1, *([1] * (kl.dim() - 1)))
         return torch.where(is_first, decoder_nll, kl).flatten(1).sum(dim=1)
 
+    def jump_to_start_nll(
+        self,
+        model_output: torch.FloatTensor,
+        x_start: torch.LongTensor,
+        x_t: torch.LongTensor,
+        timesteps: torch.LongTensor,
+    ) -> torch.FloatTensor:
+        """
+        -log p(x_0 | x_t) in nats per example for the reverse step that jumps from `timesteps` straight to the data
+        (`prev_t = -1`), whose distribution over x_0 is proportional to x0_hat * q(x_t | x_0).
+
+        At t = 0 this is the decoder term of `compute_loss`. At any t it is minimised by the same prediction x0_hat as
+        the ELBO when the reverse process is the exact time reversal (then x0_hat * q(x_t | x_0) is the true
+        q(x_0 | x_t)), so it can be added to the ELBO as a low-variance auxiliary loss without changing its optimum. A
+        plain cross-entropy of x0_hat does not have this property: it double-counts the evidence of x_t.
+
+        Args: as for `compute_loss`.
+        """
+        self._check_log_probs(model_output, "model_output")
+        self._check_timesteps(timesteps)
+        self._check_batch(timesteps, x_start)
+        timesteps = torch.as_tensor(timesteps, device=x_start.device).expand(x_start.shape[0])
+        log_x_t = self.index_to_log_onehot(x_t).to(model_output.dtype)
+        log_x0_given_xt = self.q_posterior(F.log_softmax(model_output, dim=1), log_x_t, timesteps, prev_t=-1)
+        nll = -log_x0_given_xt.gather(1, x_start.long().unsqueeze(1)).squeeze(1)
+        return nll.flatten(1).sum(dim=1)
+
     def prior_kl(self, x_start: torch.LongTensor) -> torch.FloatTensor:
         """KL(q(x_T | x_0) || uniform) per example, in nats."""
         log_qxT = self.q_pred(self.index_to_log_onehot(x_start), self.config.num_train_timesteps - 1)

@@ -22,7 +22,8 @@ class DiffusionObjective:
     an unbiased estimate of the negative ELBO, with t drawn by an [`ImportanceTimestepSampler`]. Shared by the text and
     segmentation scripts; `batch["input_ids"]` holds the clean data x_0 of any shape `(B, ...)`.
 
-    `aux_ce_weight` adds that multiple of the cross-entropy of the x_0 prediction (a hybrid loss as in D3PM); the logged
+    `aux_loss_weight` adds that multiple of -log p(x_0 | x_t) of the reverse jump straight to the data
+    (`scheduler.jump_to_start_nll`, nats per unit), an auxiliary loss with the same optimum as the ELBO; the logged
     `loss` and `bits_name` (`"bpc"` or `"bpp"`) are always the pure negative-ELBO estimate.
 
     Each process draws t and the noise from its own generator, seeded with `seed + process_index`; the sampler is fed
@@ -34,11 +35,11 @@ class DiffusionObjective:
         scheduler: MultinomialScheduler,
         seed: int = 0,
         sampler: Optional[ImportanceTimestepSampler] = None,
-        aux_ce_weight: float = 0.0,
+        aux_loss_weight: float = 0.0,
         bits_name: str = "bpc",
     ):
         self.scheduler = scheduler
-        self.aux_ce_weight = aux_ce_weight
+        self.aux_loss_weight = aux_loss_weight
         self.bits_name = bits_name
         self.sampler = sampler or ImportanceTimestepSampler(scheduler.config.num_train_timesteps)
         self.seed = seed
@@ -59,10 +60,10 @@ class DiffusionObjective:
         elbo_loss = (loss_t / pt + prior).mean() / units
         loss = elbo_loss
         logs = {}
-        if self.aux_ce_weight:
-            cross_entropy = torch.nn.functional.cross_entropy(logits.float(), x_start, reduction="mean")
-            loss = loss + self.aux_ce_weight * cross_entropy
-            logs["x0_cross_entropy"] = cross_entropy.detach()
+        if self.aux_loss_weight:
+            x0_nll = self.scheduler.jump_to_start_nll(logits.float(), x_start, x_t, t).mean() / units
+            loss = loss + self.aux_loss_weight * x0_nll
+            logs["x0_nll"] = x0_nll.detach()
 
         all_t, all_loss_t = accelerator.gather((t, loss_t.detach()))
         self.sampler.update(all_t, all_loss_t)
@@ -109,7 +110,7 @@ def train_diffusion(
     """
     bits = BITS_NAMES[unit]
     scheduler = pipeline.scheduler
-    objective = DiffusionObjective(scheduler, seed=args.seed, aux_ce_weight=args.aux_ce_weight or 0.0, bits_name=bits)
+    objective = DiffusionObjective(scheduler, seed=args.seed, aux_loss_weight=args.aux_loss_weight or 0.0, bits_name=bits)
     result = train_loop(pipeline.denoiser, data["train"], objective, config, accelerator=accelerator)
 
     tail = result.history[-max(1, len(result.history) // 10):]

@@ -32,21 +32,21 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         height=32, width=64, num_train_timesteps=4000,
         base_channels=64, channel_multipliers=(1, 2, 4, 8), num_res_blocks=2, attention_resolutions=(4,), dropout=0.1,
         train_batch_size=64, learning_rate=1e-4, lr_decay_per_epoch=0.99, lr_warmup_steps=500, max_grad_norm=1.0,
-        num_train_epochs=500, checkpointing_steps=5000, aux_ce_weight=0.0,
+        num_train_epochs=500, checkpointing_steps=5000, aux_loss_weight=0.0,
     ),
     # Learns the synthetic maps in minutes on a 2-core CPU (the segmentation demo).
     "small": dict(
         height=32, width=64, num_train_timesteps=100,
         base_channels=32, channel_multipliers=(1, 2, 2), num_res_blocks=1, attention_resolutions=(4,), dropout=0.0,
         train_batch_size=32, learning_rate=2e-3, lr_decay_per_epoch=0.99, lr_warmup_steps=20, max_grad_norm=1.0,
-        num_train_epochs=100, checkpointing_steps=500, aux_ce_weight=1.0,
+        num_train_epochs=100, checkpointing_steps=500, aux_loss_weight=1.0,
     ),
     # For tests.
     "tiny": dict(
         height=16, width=32, num_train_timesteps=10,
         base_channels=16, channel_multipliers=(1, 2), num_res_blocks=1, attention_resolutions=(), dropout=0.0,
         train_batch_size=8, learning_rate=3e-3, lr_decay_per_epoch=0.99, lr_warmup_steps=0, max_grad_norm=1.0,
-        num_train_epochs=1, checkpointing_steps=20, aux_ce_weight=0.0,
+        num_train_epochs=1, checkpointing_steps=20, aux_loss_weight=0.0,
     ),
 }
 
@@ -82,8 +82,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
     model.add_argument("--attention_resolutions", type=_int_tuple, default=None, help="downsampling factors, e.g. 4")
     model.add_argument("--dropout", type=float, default=None)
     model.add_argument("--num_train_timesteps", type=int, default=None, help="T (the paper: 4000).")
-    model.add_argument("--aux_ce_weight", type=float, default=None,
-                       help="Weight of an auxiliary cross-entropy of the x_0 prediction (0 = the pure ELBO).")
+    model.add_argument("--aux_loss_weight", type=float, default=None,
+                       help="Weight of the auxiliary loss -log p(x_0 | x_t) (scheduler.jump_to_start_nll; 0 = the pure ELBO).")
     add_training_arguments(p, default_output_dir="segmentation-diffusion-model", units="maps")
     return p
 
@@ -151,7 +151,7 @@ def write_model_card(args: argparse.Namespace, stats: Dict[str, Any], samples: l
         key: getattr(args, key)
         for key in ("preset", "height", "width", "num_train_timesteps", *MODEL_KEYS, "train_batch_size",
                     "gradient_accumulation_steps", "learning_rate", "lr_decay_per_epoch", "lr_warmup_steps",
-                    "max_grad_norm", "aux_ce_weight", "mixed_precision", "use_ema", "ema_decay", "seed")
+                    "max_grad_norm", "aux_loss_weight", "mixed_precision", "use_ema", "ema_decay", "seed")
     }
     card = ModelCard.from_template(
         card_data,

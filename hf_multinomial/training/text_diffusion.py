@@ -33,37 +33,37 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "text8": dict(
         vocabulary="text8", seq_len=256, num_train_timesteps=1000,
         num_layers=12, hidden_size=512, num_heads=16, num_local_heads=8, local_window=128, mlp_ratio=4.0,
-        dropout=0.0, position_embedding="learned",
+        dropout=0.0, position_embedding="learned", conv_kernel_size=0,
         train_batch_size=32, learning_rate=1e-4, lr_decay_per_epoch=0.99, lr_warmup_steps=0, max_grad_norm=None,
-        num_train_epochs=40, checkpointing_steps=5000, aux_ce_weight=0.0,
+        num_train_epochs=40, checkpointing_steps=5000, aux_loss_weight=0.0,
     ),
     "enwik8": dict(
         vocabulary="bytes", seq_len=320, num_train_timesteps=4000,
         num_layers=12, hidden_size=512, num_heads=16, num_local_heads=8, local_window=128, mlp_ratio=4.0,
-        dropout=0.0, position_embedding="learned",
+        dropout=0.0, position_embedding="learned", conv_kernel_size=0,
         train_batch_size=32, learning_rate=1e-4, lr_decay_per_epoch=0.99, lr_warmup_steps=0, max_grad_norm=None,
-        num_train_epochs=40, checkpointing_steps=5000, aux_ce_weight=0.0,
+        num_train_epochs=40, checkpointing_steps=5000, aux_loss_weight=0.0,
     ),
     # Learns quickly on a 2-core CPU (the demo): a narrow, shallow model, a high learning rate with warm-up.
     "small": dict(
         vocabulary="text8", seq_len=256, num_train_timesteps=1000,
         num_layers=4, hidden_size=128, num_heads=4, num_local_heads=2, local_window=32, mlp_ratio=4.0,
-        dropout=0.0, position_embedding="learned",
+        dropout=0.0, position_embedding="learned", conv_kernel_size=0,
         train_batch_size=32, learning_rate=1e-3, lr_decay_per_epoch=0.99, lr_warmup_steps=50, max_grad_norm=1.0,
-        num_train_epochs=1, checkpointing_steps=250, aux_ce_weight=1.0,
+        num_train_epochs=1, checkpointing_steps=250, aux_loss_weight=1.0,
     ),
     # For tests: seconds per hundred steps.
     "tiny": dict(
         vocabulary="text8", seq_len=32, num_train_timesteps=10,
         num_layers=1, hidden_size=32, num_heads=2, num_local_heads=1, local_window=8, mlp_ratio=2.0,
-        dropout=0.0, position_embedding="learned",
+        dropout=0.0, position_embedding="learned", conv_kernel_size=0,
         train_batch_size=8, learning_rate=3e-3, lr_decay_per_epoch=0.99, lr_warmup_steps=0, max_grad_norm=1.0,
-        num_train_epochs=1, checkpointing_steps=20, aux_ce_weight=0.0,
+        num_train_epochs=1, checkpointing_steps=20, aux_loss_weight=0.0,
     ),
 }
 
 MODEL_KEYS = ("num_layers", "hidden_size", "num_heads", "num_local_heads", "local_window", "mlp_ratio", "dropout",
-              "position_embedding")
+              "position_embedding", "conv_kernel_size")
 MODEL_CARD_TEMPLATE = Path(__file__).resolve().parents[2] / "model_cards" / "text_diffusion.md"
 
 
@@ -97,10 +97,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
     model.add_argument("--mlp_ratio", type=float, default=None)
     model.add_argument("--dropout", type=float, default=None)
     model.add_argument("--position_embedding", choices=["learned", "sinusoidal"], default=None)
+    model.add_argument("--conv_kernel_size", type=int, default=None,
+                       help="Width of the denoiser's input convolution (0: none, as in the paper).")
     model.add_argument("--num_train_timesteps", type=int, default=None, help="T (the paper: 1000 text8, 4000 enwik8).")
-    model.add_argument("--aux_ce_weight", type=float, default=None,
-                       help="Weight of an auxiliary cross-entropy of the x_0 prediction added to the ELBO loss "
-                            "(0 = the paper's pure ELBO; it speeds up early learning, cf. D3PM's hybrid loss).")
+    model.add_argument("--aux_loss_weight", type=float, default=None,
+                       help="Weight of the auxiliary loss -log p(x_0 | x_t) of the reverse jump to the data "
+                            "(scheduler.jump_to_start_nll; same optimum as the ELBO; 0 = the paper's pure ELBO).")
 
     add_training_arguments(p, default_output_dir="text-diffusion-model", units="sequences")
     return p
