@@ -22,6 +22,8 @@ def add_training_arguments(p: argparse.ArgumentParser, default_output_dir: str, 
     train.add_argument("--gradient_accumulation_steps", type=int, default=1)
     train.add_argument("--max_grad_norm", type=float, default=None, help="Clip gradients (0 or unset: preset).")
     train.add_argument("--mixed_precision", choices=["no", "bf16", "fp16"], default="no")
+    train.add_argument("--gradient_checkpointing", action="store_true",
+                       help="Recompute activations in the backward pass: far less memory for about 10%% more time.")
     train.add_argument("--use_ema", action="store_true")
     train.add_argument("--ema_decay", type=float, default=0.9999)
     train.add_argument("--checkpointing_steps", type=int, default=None)

@@ -58,8 +58,8 @@ def run_demo(output_dir: str = "hf-multinomial-demo", time_budget_s: Optional[fl
     }
 
 
-SEGMENTATION_DEMO_TRAIN_SECONDS = 300
-SEGMENTATION_DEMO_TEST_MAPS = 128
+SEGMENTATION_DEMO_TRAIN_SECONDS = 240
+SEGMENTATION_DEMO_TEST_MAPS = 48
 
 
 def run_segmentation_demo(

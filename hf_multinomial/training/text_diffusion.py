@@ -44,13 +44,14 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         train_batch_size=32, learning_rate=1e-4, lr_decay_per_epoch=0.99, lr_warmup_steps=0, max_grad_norm=None,
         num_train_epochs=40, checkpointing_steps=5000, aux_loss_weight=0.0,
     ),
-    # Learns quickly on a 2-core CPU (the demo): a narrow, shallow model, a high learning rate with warm-up.
+    # The demo: leaves the unigram plateau within minutes on a 2-core CPU. Three narrow layers after an input
+    # convolution, local heads that see +-3 characters, T = 100, a high learning rate and the auxiliary jump loss.
     "small": dict(
-        vocabulary="text8", seq_len=256, num_train_timesteps=1000,
-        num_layers=4, hidden_size=128, num_heads=4, num_local_heads=2, local_window=32, mlp_ratio=4.0,
-        dropout=0.0, position_embedding="learned", conv_kernel_size=0,
-        train_batch_size=32, learning_rate=1e-3, lr_decay_per_epoch=0.99, lr_warmup_steps=50, max_grad_norm=1.0,
-        num_train_epochs=1, checkpointing_steps=250, aux_loss_weight=1.0,
+        vocabulary="text8", seq_len=256, num_train_timesteps=100,
+        num_layers=3, hidden_size=128, num_heads=4, num_local_heads=2, local_window=4, mlp_ratio=4.0,
+        dropout=0.0, position_embedding="learned", conv_kernel_size=5,
+        train_batch_size=16, learning_rate=2e-3, lr_decay_per_epoch=0.99, lr_warmup_steps=30, max_grad_norm=1.0,
+        num_train_epochs=3, checkpointing_steps=250, aux_loss_weight=1.0,
     ),
     # For tests: seconds per hundred steps.
     "tiny": dict(

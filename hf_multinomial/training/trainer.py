@@ -79,6 +79,7 @@ class TrainingConfig:
     tracker_project_name: str = "train"
     logging_steps: int = 1
     disable_progress_bar: bool = False
+    gradient_checkpointing: bool = False  # trade about 10% more time for far less activation memory
 
 
 @dataclass
@@ -243,6 +244,8 @@ def train_loop(
             f"({config.train_batch_size} x {accelerator.num_processes} processes x {G} accumulation steps)"
         )
     max_train_steps = config.max_train_steps or config.num_train_epochs * steps_per_epoch
+    if config.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
 
     optimizer = torch.optim.Adam(
         model.parameters(), lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2),
