@@ -207,7 +207,7 @@ def model_card(args: argparse.Namespace, stats: Dict[str, Any], samples: List[st
         key: getattr(args, key)
         for key in ("preset", "seq_len", "num_train_timesteps", *MODEL_KEYS, "train_batch_size",
                     "gradient_accumulation_steps", "learning_rate", "lr_decay_per_epoch", "lr_warmup_steps",
-                    "max_grad_norm", "mixed_precision", "use_ema", "ema_decay", "seed")
+                    "max_grad_norm", "aux_loss_weight", "mixed_precision", "use_ema", "ema_decay", "seed")
     }
     return ModelCard.from_template(
         card_data,
