@@ -31,8 +31,6 @@ import io
 import json
 import os
 import re
-import shutil
-import tempfile
 import zipfile
 from typing import Sequence
 
@@ -40,7 +38,7 @@ import numpy as np
 import pyarrow as pa
 from datasets import Array2D, Dataset, DatasetDict, Features, Value
 
-from .text import default_cache_dir
+from .cache import default_cache_dir, save_splits_atomically
 
 
 __all__ = [
@@ -213,7 +211,7 @@ def load_cityscapes(
         size: `(height, width)` of the output maps: `(32, 64)` as in the paper, or
             `(128, 256)`.
         cache_dir: Where the prepared dataset is saved and looked up; defaults to
-            `hf_multinomial.data.text.default_cache_dir()`.
+            `hf_multinomial.data.cache.default_cache_dir()`.
         num_train: How many of the sorted official train maps go to `train` (the paper:
             2500); the others go to `validation`.
         source_size: Required `(height, width)` of every label map; `None` accepts any size.
@@ -261,7 +259,7 @@ def load_cityscapes(
             for name, names in split_files.items()
         }
     )
-    _save_atomically(splits, cache_dir, cached)
+    save_splits_atomically(splits, cache_dir, cached)
     return DatasetDict.load_from_disk(cached)
 
 
@@ -453,20 +451,3 @@ def _check_size(size: Sequence[int]) -> tuple[int, int]:
     ):
         raise ValueError(f"A size must be (height, width) with two positive integers, got {size!r}.")
     return int(values[0]), int(values[1])
-
-
-def _save_atomically(splits: DatasetDict, cache_dir: str, cached: str) -> None:
-    os.makedirs(cache_dir, exist_ok=True)
-    # Write to a temporary folder first so an interrupted run never leaves a half-written cache.
-    tmp = tempfile.mkdtemp(dir=cache_dir, prefix=".tmp-")
-    try:
-        # An empty split (e.g. `validation` when num_train >= the number of train maps) must be
-        # written as one empty shard: with zero shards it cannot be loaded back.
-        splits.save_to_disk(tmp, num_shards={name: 1 for name, split in splits.items() if len(split) == 0})
-        try:
-            os.replace(tmp, cached)
-        except OSError:  # another process filled the cache first
-            if not os.path.isdir(cached):
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -19,13 +19,12 @@ import hashlib
 import json
 import lzma
 import os
-import shutil
-import tempfile
 import zipfile
 
 import pyarrow as pa
 from datasets import Dataset, DatasetDict, Features, List, Value
 
+from .cache import default_cache_dir, save_splits_atomically
 from .vocabulary import CharVocabulary
 
 
@@ -45,13 +44,6 @@ def split_boundaries(n: int) -> dict[str, tuple[int, int]]:
     train_end = n * 9 // 10
     validation_end = n * 19 // 20
     return {"train": (0, train_end), "validation": (train_end, validation_end), "test": (validation_end, n)}
-
-
-def default_cache_dir() -> str:
-    """The folder where prepared datasets are kept: `<HF datasets cache>/hf_multinomial`."""
-    from datasets import config
-
-    return os.path.join(str(config.HF_DATASETS_CACHE), "hf_multinomial")
 
 
 def load_text_file(
@@ -91,19 +83,7 @@ def load_text_file(
     if os.path.isdir(cached):
         return DatasetDict.load_from_disk(cached)
 
-    splits = _build_splits(path, vocabulary, seq_len)
-    os.makedirs(cache_dir, exist_ok=True)
-    # Write to a temporary folder first so an interrupted run never leaves a half-written cache.
-    tmp = tempfile.mkdtemp(dir=cache_dir, prefix=".tmp-")
-    try:
-        splits.save_to_disk(tmp)
-        try:
-            os.replace(tmp, cached)
-        except OSError:  # another process filled the cache first
-            if not os.path.isdir(cached):
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    save_splits_atomically(_build_splits(path, vocabulary, seq_len), cache_dir, cached)
     return DatasetDict.load_from_disk(cached)
 
 

@@ -19,6 +19,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps, get_timestep_embedding
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
+
+from .input_checks import batch_timesteps, check_class_indices
 from torch import nn
 
 
@@ -252,29 +254,10 @@ class MultinomialTransformer(ModelMixin, ConfigMixin):
             nn.init.normal_(module.weight, std=0.02)
 
     def _check_inputs(self, sample: torch.Tensor, timestep) -> torch.Tensor:
-        if not isinstance(sample, torch.Tensor) or sample.ndim != 2:
-            shape = tuple(sample.shape) if isinstance(sample, torch.Tensor) else type(sample).__name__
-            raise ValueError(f"sample must be a 2-D tensor of class indices (batch, seq_len), got {shape}")
-        if sample.dtype.is_floating_point or sample.dtype.is_complex or sample.dtype == torch.bool:
-            raise ValueError(f"sample must have an integer dtype, got {sample.dtype}")
-        batch_size, seq_len = sample.shape
-        if seq_len > self.config.max_seq_len:
-            raise ValueError(f"sequence length {seq_len} exceeds max_seq_len={self.config.max_seq_len}")
-        if sample.numel() > 0:
-            low, high = int(sample.min()), int(sample.max())
-            if low < 0 or high >= self.config.num_classes:
-                bad = low if low < 0 else high
-                raise ValueError(f"sample contains class id {bad} outside [0, {self.config.num_classes})")
-
-        if not isinstance(timestep, torch.Tensor):
-            timestep = torch.tensor(timestep, device=sample.device)
-        if timestep.ndim == 0:
-            timestep = timestep.expand(batch_size)
-        if timestep.ndim != 1 or timestep.shape[0] != batch_size:
-            raise ValueError(
-                f"timestep must be a scalar or have shape ({batch_size},), got shape {tuple(timestep.shape)}"
-            )
-        return timestep.to(sample.device)
+        check_class_indices(sample, self.config.num_classes, "batch, seq_len")
+        if sample.shape[1] > self.config.max_seq_len:
+            raise ValueError(f"sequence length {sample.shape[1]} exceeds max_seq_len={self.config.max_seq_len}")
+        return batch_timesteps(timestep, sample)
 
     def forward(
         self, sample: torch.LongTensor, timestep: torch.Tensor | int, return_dict: bool = True

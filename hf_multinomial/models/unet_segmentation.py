@@ -20,7 +20,10 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
+
 from torch import nn
+
+from .input_checks import batch_timesteps, check_class_indices
 
 
 @dataclass
@@ -286,33 +289,14 @@ class SegmentationUNet(ModelMixin, ConfigMixin):
         self.gradient_checkpointing = False
 
     def _check_inputs(self, sample: torch.Tensor, timestep) -> torch.Tensor:
-        if not isinstance(sample, torch.Tensor) or sample.ndim != 3:
-            shape = tuple(sample.shape) if isinstance(sample, torch.Tensor) else type(sample).__name__
-            raise ValueError(f"sample must be a 3-D tensor of class indices (batch, height, width), got {shape}")
-        if sample.dtype.is_floating_point or sample.dtype.is_complex or sample.dtype == torch.bool:
-            raise ValueError(f"sample must have an integer dtype, got {sample.dtype}")
-        batch_size, height, width = sample.shape
+        check_class_indices(sample, self.config.num_classes, "batch, height, width")
         factor = 2 ** (len(self.config.channel_multipliers) - 1)
-        if height % factor or width % factor:
+        if sample.shape[1] % factor or sample.shape[2] % factor:
             raise ValueError(
                 f"sample height and width must be divisible by {factor} (2 ** (len(channel_multipliers) - 1)), "
                 f"got shape {tuple(sample.shape)}"
             )
-        if sample.numel() > 0:
-            low, high = int(sample.min()), int(sample.max())
-            if low < 0 or high >= self.config.num_classes:
-                bad = low if low < 0 else high
-                raise ValueError(f"sample contains class id {bad} outside [0, {self.config.num_classes})")
-
-        if not isinstance(timestep, torch.Tensor):
-            timestep = torch.tensor(timestep, device=sample.device)
-        if timestep.ndim == 0:
-            timestep = timestep.expand(batch_size)
-        if timestep.ndim != 1 or timestep.shape[0] != batch_size:
-            raise ValueError(
-                f"timestep must be a scalar or have shape ({batch_size},), got shape {tuple(timestep.shape)}"
-            )
-        return timestep.to(sample.device)
+        return batch_timesteps(timestep, sample)
 
     def _call(self, module: nn.Module, *args) -> torch.Tensor:
         if isinstance(module, nn.Identity):

@@ -19,6 +19,13 @@ DEMO_PRESET = "small"
 DEMO_VALIDATION_SEQUENCES = 64
 
 
+def _full_elbo_bits(pipe, input_ids, unit: str, seed: int):
+    """The bits-per-unit metric of the full-T negative ELBO of `input_ids`, and T."""
+    generator = torch.Generator().manual_seed(seed)
+    nll = diffusion_negative_elbo(pipe.denoiser, pipe.scheduler, input_ids, generator=generator)
+    return bits_per_unit(nll, input_ids[0].numel(), unit), pipe.scheduler.config.num_train_timesteps
+
+
 def run_demo(output_dir: str = "hf-multinomial-demo", time_budget_s: Optional[float] = None, seed: int = 0) -> dict:
     """
     Train on the bundled text (the `small` preset, for `time_budget_s` seconds), save the pipeline to `output_dir`,
@@ -41,9 +48,7 @@ def run_demo(output_dir: str = "hf-multinomial-demo", time_budget_s: Optional[fl
 
     validation = load_bundled_text8(seq_len=pipe.denoiser.config.max_seq_len)["validation"].with_format("torch")
     input_ids = validation[:DEMO_VALIDATION_SEQUENCES]["input_ids"]
-    nll = diffusion_negative_elbo(pipe.denoiser, pipe.scheduler, input_ids, generator=torch.Generator().manual_seed(seed))
-    result = bits_per_unit(nll, input_ids.shape[1], "character")
-    T = pipe.scheduler.config.num_train_timesteps
+    result, T = _full_elbo_bits(pipe, input_ids, "character", seed)
     print(f"\nValidation: {result['bpc']:.3f} bits per character (full ELBO, T={T}, {input_ids.shape[0]} sequences "
           f"of {input_ids.shape[1]} held-out characters); a unigram model gives about 4.1.")
     return {
@@ -88,9 +93,7 @@ def run_segmentation_demo(
     height, width = pipe.denoiser.config.sample_size
     test = synthetic_segmentation_dataset(height=height, width=width, seed=seed)["test"].with_format("torch")
     input_ids = test[:SEGMENTATION_DEMO_TEST_MAPS]["input_ids"]
-    nll = diffusion_negative_elbo(pipe.denoiser, pipe.scheduler, input_ids, generator=torch.Generator().manual_seed(seed))
-    result = bits_per_unit(nll, input_ids[0].numel(), "pixel")
-    T = pipe.scheduler.config.num_train_timesteps
+    result, T = _full_elbo_bits(pipe, input_ids, "pixel", seed)
     print(f"\nHeld-out synthetic maps: {result['bpp']:.3f} bits per pixel (full ELBO, T={T}, {input_ids.shape[0]} maps); "
           f"uniform over 8 classes is 3 bits. Samples: {output_dir}/samples.png, chain: {output_dir}/chain.png")
     return {
