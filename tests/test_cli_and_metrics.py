@@ -81,7 +81,6 @@ def test_bpc_command_errors(text_pipeline_dir, tmp_path, capsys):
 def test_segmentation_training_and_bpp(tmp_path, capsys):
     from hf_multinomial.training.segmentation_diffusion import parse_args, train
 
-    torch.set_num_threads(1)
     out = tmp_path / "seg"
     stats = train(parse_args(["--preset", "tiny", "--output_dir", str(out), "--max_train_steps", "60",
                               "--num_synthetic_maps", "64", "--report_to", "none", "--num_validation_sequences", "8",

@@ -23,13 +23,6 @@ CHECKPOINT_FILES = {"model.safetensors", "optimizer.bin", "scheduler.bin", "rand
                     "objective_state_0.pt", "trainer_state.json"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run far faster on one thread, and much more so while other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

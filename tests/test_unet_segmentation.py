@@ -10,14 +10,6 @@ from hf_multinomial.models.unet_segmentation import (
 )
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    # These models are tiny: a second intra-op thread buys nothing, and on a busy 2-core machine OpenMP threads
-    # waiting for each other made the copy test ~15x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_unet(**overrides) -> SegmentationUNet:
