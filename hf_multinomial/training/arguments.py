@@ -2,6 +2,7 @@
 """Command-line flags shared by every training script (diffusers-style names), and the loop's config from them."""
 
 import argparse
+import shlex
 
 from .trainer import TrainingConfig
 
@@ -46,3 +47,19 @@ def training_config(args: argparse.Namespace, project_name: str) -> TrainingConf
     config.max_grad_norm = args.max_grad_norm
     config.tracker_project_name = project_name
     return config
+
+
+def apply_preset(args: argparse.Namespace, preset: dict) -> argparse.Namespace:
+    """Give every flag left unset (None) the preset's value; `--max_grad_norm 0` means no clipping."""
+    for key, value in preset.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    if args.max_grad_norm == 0:
+        args.max_grad_norm = None
+    return args
+
+
+def launch_command(args: argparse.Namespace):
+    """The `accelerate launch` command that reproduces the run, for model cards (None when not parsed from argv)."""
+    command_line = getattr(args, "command_line", None)
+    return "accelerate launch " + " ".join(shlex.quote(a) for a in command_line) if command_line else None

@@ -10,7 +10,6 @@ final pipeline (colour-coded with the Cityscapes category colours) and model car
 
 import argparse
 import os
-import shlex
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -22,7 +21,7 @@ from ..models.unet_segmentation import SegmentationUNet
 from ..pipelines.image_utils import make_grid
 from ..pipelines.pipeline_discrete_diffusion import DiscreteDiffusionPipeline
 from ..schedulers import MultinomialScheduler
-from .arguments import add_training_arguments, training_config
+from .arguments import add_training_arguments, apply_preset, launch_command, training_config
 from .diffusion import train_diffusion
 from .trainer import make_accelerator
 
@@ -96,11 +95,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def resolve_preset(args: argparse.Namespace) -> argparse.Namespace:
-    for key, value in PRESETS[args.preset].items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
-    if args.max_grad_norm == 0:
-        args.max_grad_norm = None
+    apply_preset(args, PRESETS[args.preset])
     return args
 
 
@@ -157,8 +152,7 @@ def write_model_card(args: argparse.Namespace, stats: Dict[str, Any], samples: l
         card_data,
         template_path=str(MODEL_CARD_TEMPLATE),
         data_description="Cityscapes (8 categories)" if args.data_root else "synthetic street-scene maps",
-        command="accelerate launch " + " ".join(shlex.quote(a) for a in args.command_line)
-        if getattr(args, "command_line", None) else None,
+        command=launch_command(args),
         hyperparameters=hyperparameters,
         stats={k: v for k, v in stats.items() if k != "history"},
         sample_image=sample_image,

@@ -11,7 +11,6 @@ The loop itself is [`hf_multinomial.training.trainer.train_loop`]; all diffusion
 
 import argparse
 import os
-import shlex
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -23,7 +22,7 @@ from ..data.text import bundled_text8_path
 from ..models import MultinomialTransformer
 from ..schedulers import MultinomialScheduler
 from ..pipelines.pipeline_discrete_diffusion import DiscreteDiffusionPipeline
-from .arguments import add_training_arguments, training_config
+from .arguments import add_training_arguments, apply_preset, launch_command, training_config
 from .diffusion import train_diffusion
 from .trainer import make_accelerator
 
@@ -117,17 +116,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def resolve_preset(args: argparse.Namespace) -> argparse.Namespace:
-    for key, value in PRESETS[args.preset].items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
+    apply_preset(args, PRESETS[args.preset])
     if args.dataset:
         args.vocabulary = {"text8": "text8", "enwik8": "bytes"}[args.dataset]
     if args.dataset and not args.data_dir:
         raise ValueError(f"--dataset {args.dataset} needs --data_dir (nothing is downloaded)")
     if args.dataset and args.text_file:
         raise ValueError("Pass either --dataset/--data_dir or --text_file, not both")
-    if args.max_grad_norm == 0:
-        args.max_grad_norm = None
     return args
 
 
@@ -213,8 +208,7 @@ def model_card(args: argparse.Namespace, stats: Dict[str, Any], samples: List[st
         card_data,
         template_path=str(MODEL_CARD_TEMPLATE),
         data_description=data_description(args),
-        command="accelerate launch " + " ".join(shlex.quote(a) for a in args.command_line)
-        if getattr(args, "command_line", None) else None,
+        command=launch_command(args),
         hyperparameters=hyperparameters,
         stats={k: v for k, v in stats.items() if k != "history"},
         samples=list(samples),
