@@ -1,7 +1,9 @@
 # Copyright 2026 The hf-multinomial Authors. Apache-2.0.
-"""Command-line flags shared by every training script (diffusers-style names), and the loop's config from them."""
+"""Command-line flags, presets and the loop config shared by every training script, and the model-card helpers
+that read them."""
 
 import argparse
+import os
 import shlex
 
 from .trainer import TrainingConfig
@@ -63,3 +65,13 @@ def launch_command(args: argparse.Namespace):
     """The `accelerate launch` command that reproduces the run, for model cards (None when not parsed from argv)."""
     command_line = getattr(args, "command_line", None)
     return "accelerate launch " + " ".join(shlex.quote(a) for a in command_line) if command_line else None
+
+
+MODEL_CARDS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "model_cards")
+
+
+def model_card_template(name: str):
+    """Path of `model_cards/{name}.md` in a source checkout (editable install); None elsewhere, so that
+    `huggingface_hub.ModelCard.from_template` falls back to its default template instead of failing after training."""
+    path = os.path.normpath(os.path.join(MODEL_CARDS_DIR, f"{name}.md"))
+    return path if os.path.isfile(path) else None

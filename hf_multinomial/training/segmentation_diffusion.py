@@ -11,7 +11,6 @@ final pipeline (colour-coded with the Cityscapes category colours) and model car
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from accelerate.utils import set_seed
@@ -21,7 +20,7 @@ from ..models.unet_segmentation import SegmentationUNet
 from ..pipelines.image_utils import make_grid
 from ..pipelines.pipeline_discrete_diffusion import DiscreteDiffusionPipeline
 from ..schedulers import MultinomialScheduler
-from .arguments import add_training_arguments, apply_preset, launch_command, training_config
+from .arguments import add_training_arguments, apply_preset, launch_command, model_card_template, training_config
 from .diffusion import train_diffusion
 from .trainer import make_accelerator
 
@@ -50,7 +49,6 @@ PRESETS: Dict[str, Dict[str, Any]] = {
 }
 
 MODEL_KEYS = ("base_channels", "channel_multipliers", "num_res_blocks", "attention_resolutions", "dropout")
-MODEL_CARD_TEMPLATE = Path(__file__).resolve().parents[2] / "model_cards" / "segmentation_diffusion.md"
 NUM_CATEGORIES = len(CITYSCAPES_CATEGORY_COLORS)
 
 
@@ -95,8 +93,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def resolve_preset(args: argparse.Namespace) -> argparse.Namespace:
-    apply_preset(args, PRESETS[args.preset])
-    return args
+    return apply_preset(args, PRESETS[args.preset])
 
 
 def load_data(args: argparse.Namespace):
@@ -150,7 +147,7 @@ def write_model_card(args: argparse.Namespace, stats: Dict[str, Any], samples: l
     }
     card = ModelCard.from_template(
         card_data,
-        template_path=str(MODEL_CARD_TEMPLATE),
+        template_path=model_card_template("segmentation_diffusion"),
         data_description="Cityscapes (8 categories)" if args.data_root else "synthetic street-scene maps",
         command=launch_command(args),
         hyperparameters=hyperparameters,

@@ -12,7 +12,6 @@ The loop itself is [`hf_multinomial.training.trainer.train_loop`]; all diffusion
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from accelerate.utils import set_seed
@@ -22,7 +21,7 @@ from ..data.text import bundled_text8_path
 from ..models import MultinomialTransformer
 from ..schedulers import MultinomialScheduler
 from ..pipelines.pipeline_discrete_diffusion import DiscreteDiffusionPipeline
-from .arguments import add_training_arguments, apply_preset, launch_command, training_config
+from .arguments import add_training_arguments, apply_preset, launch_command, model_card_template, training_config
 from .diffusion import train_diffusion
 from .trainer import make_accelerator
 
@@ -64,7 +63,6 @@ PRESETS: Dict[str, Dict[str, Any]] = {
 
 MODEL_KEYS = ("num_layers", "hidden_size", "num_heads", "num_local_heads", "local_window", "mlp_ratio", "dropout",
               "position_embedding", "conv_kernel_size")
-MODEL_CARD_TEMPLATE = Path(__file__).resolve().parents[2] / "model_cards" / "text_diffusion.md"
 
 
 # ---------------------------------------------------------------------------------------------- arguments
@@ -206,7 +204,7 @@ def model_card(args: argparse.Namespace, stats: Dict[str, Any], samples: List[st
     }
     return ModelCard.from_template(
         card_data,
-        template_path=str(MODEL_CARD_TEMPLATE),
+        template_path=model_card_template("text_diffusion"),
         data_description=data_description(args),
         command=launch_command(args),
         hyperparameters=hyperparameters,
