@@ -433,3 +433,15 @@ def test_jump_to_start_nll_matches_reference_posterior():
         sched.jump_to_start_nll(torch.tensor(logits), torch.tensor(x0), torch.tensor(xt), zeros),
         sched.compute_loss(torch.tensor(logits), torch.tensor(x0), torch.tensor(xt), zeros),
     )
+
+
+def test_jump_to_start_nll_rejects_bad_inputs_like_compute_loss():
+    sched = MultinomialScheduler(num_classes=5, num_train_timesteps=10)
+    good = torch.randint(5, (2, 3))
+    t = torch.tensor([1, 2])
+    with pytest.raises(ValueError, match="shape"):
+        sched.jump_to_start_nll(torch.randn(2, 5, 4), good, good, t)
+    with pytest.raises(ValueError, match="x_t shape"):
+        sched.jump_to_start_nll(torch.randn(2, 5, 3), good, good[:, :2], t)
+    with pytest.raises(ValueError, match="class id 7"):
+        sched.jump_to_start_nll(torch.randn(2, 5, 3), torch.tensor([[0, 7, 1], [0, 0, 0]]), good, t)

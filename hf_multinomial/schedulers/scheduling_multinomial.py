@@ -264,6 +264,18 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
         self._check_batch(timesteps, x_start)
         return self.sample_categorical(self.q_pred(self.index_to_log_onehot(x_start), timesteps), generator)
 
+    def _check_loss_inputs(self, model_output, x_start, x_t, timesteps) -> torch.LongTensor:
+        """Validate the arguments of the loss terms; returns the timesteps as a `(B,)` tensor on x_start's device."""
+        self._check_log_probs(model_output, "model_output")
+        if model_output.shape[2:] != x_start.shape[1:] or model_output.shape[0] != x_start.shape[0]:
+            raise ValueError(f"model_output shape {tuple(model_output.shape)} does not match x_start shape {tuple(x_start.shape)}")
+        if x_t.shape != x_start.shape:
+            raise ValueError(f"x_t shape {tuple(x_t.shape)} does not match x_start shape {tuple(x_start.shape)}")
+        self._check_indices(x_start, "x_start")
+        self._check_timesteps(timesteps)
+        self._check_batch(timesteps, x_start)
+        return torch.as_tensor(timesteps, device=x_start.device).expand(x_start.shape[0])
+
     def compute_loss(
         self,
         model_output: torch.FloatTensor,
@@ -284,15 +296,7 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
             `torch.FloatTensor` of shape `(B,)`: KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t)) where t > 0 and the
             decoder's negative log-likelihood -log p(x_0 | x_t) where t = 0.
         """
-        self._check_log_probs(model_output, "model_output")
-        if model_output.shape[2:] != x_start.shape[1:] or model_output.shape[0] != x_start.shape[0]:
-            raise ValueError(f"model_output shape {tuple(model_output.shape)} does not match x_start shape {tuple(x_start.shape)}")
-        if x_t.shape != x_start.shape:
-            raise ValueError(f"x_t shape {tuple(x_t.shape)} does not match x_start shape {tuple(x_start.shape)}")
-        self._check_timesteps(timesteps)
-        self._check_batch(timesteps, x_start)
-        timesteps = torch.as_tensor(timesteps, device=x_start.device).expand(x_start.shape[0])
-
+        timesteps = self._check_loss_inputs(model_output, x_start, x_t, timesteps)
         log_x_start = self.index_to_log_onehot(x_start).to(model_output.dtype)
         log_x_t = self.index_to_log_onehot(x_t).to(model_output.dtype)
         log_model_prob = self.q_posterior(F.log_softmax(model_output, dim=1), log_x_t, timesteps)
@@ -321,10 +325,7 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
 
         Args: as for `compute_loss`.
         """
-        self._check_log_probs(model_output, "model_output")
-        self._check_timesteps(timesteps)
-        self._check_batch(timesteps, x_start)
-        timesteps = torch.as_tensor(timesteps, device=x_start.device).expand(x_start.shape[0])
+        timesteps = self._check_loss_inputs(model_output, x_start, x_t, timesteps)
         log_x_t = self.index_to_log_onehot(x_t).to(model_output.dtype)
         log_x0_given_xt = self.q_posterior(F.log_softmax(model_output, dim=1), log_x_t, timesteps, prev_t=-1)
         nll = -log_x0_given_xt.gather(1, x_start.long().unsqueeze(1)).squeeze(1)
