@@ -199,6 +199,13 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
         if output_type is None:
             output_type = "text" if self.vocabulary is not None else ("pil" if len(shape) == 2 else "pt")
         known_ids, known_mask = self._known_positions(prefix, known_ids, known_mask, batch_size, shape)
+        if known_mask is not None:
+            # A known position's prediction of x_0 is certain: its posterior is then the forward process' own, and
+            # the denoiser sees it noised exactly as in training.
+            num_classes = self.scheduler.config.num_classes
+            known_logits = torch.where(
+                torch.nn.functional.one_hot(known_ids, num_classes).movedim(-1, 1).bool(), 0.0, -float("inf")
+            )
 
         num_inference_steps = num_inference_steps or self.scheduler.config.num_train_timesteps
         self.scheduler.set_timesteps(num_inference_steps, device=self.device)
@@ -209,12 +216,7 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
             timesteps = torch.full((batch_size,), int(t), dtype=torch.long, device=self.device)
             logits = self.denoiser(sample, timesteps).sample.float()
             if known_mask is not None:
-                # A known position's prediction of x_0 is certain: its posterior is then the forward process'
-                # own, and the denoiser sees it noised exactly as in training.
-                certain = torch.where(
-                    torch.nn.functional.one_hot(known_ids, logits.shape[1]).movedim(-1, 1).bool(), 0.0, -float("inf")
-                )
-                logits = torch.where(known_mask.unsqueeze(1), certain, logits)
+                logits = torch.where(known_mask.unsqueeze(1), known_logits, logits)
             sample = self.scheduler.step(logits, t, sample, generator=generator).prev_sample
 
             if callback_on_step_end is not None:
