@@ -16,6 +16,7 @@ def add_training_arguments(p: argparse.ArgumentParser, default_output_dir: str, 
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--train_batch_size", type=int, default=None, help="Per process and micro-batch.")
     train.add_argument("--learning_rate", type=float, default=None)
+    train.add_argument("--optimizer", choices=["adam", "adamax"], default=None, help="Default: the preset's.")
     train.add_argument("--lr_decay_per_epoch", type=float, default=None)
     train.add_argument("--lr_warmup_steps", type=int, default=None)
     train.add_argument("--adam_weight_decay", type=float, default=0.0)

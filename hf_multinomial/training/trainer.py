@@ -56,6 +56,7 @@ class TrainingConfig:
     seed: int = 0
     train_batch_size: int = 32  # per process and per micro-batch
     learning_rate: float = 1e-4
+    optimizer: str = "adam"  # or "adamax" (the argmax flows' and segmentation flows' optimizer in the paper)
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_epsilon: float = 1e-8
@@ -247,7 +248,10 @@ def train_loop(
     if config.gradient_checkpointing:
         model.enable_gradient_checkpointing()
 
-    optimizer = torch.optim.Adam(
+    optimizers = {"adam": torch.optim.Adam, "adamax": torch.optim.Adamax}
+    if config.optimizer not in optimizers:
+        raise ValueError(f"Unknown optimizer {config.optimizer!r}; expected one of {sorted(optimizers)}")
+    optimizer = optimizers[config.optimizer](
         model.parameters(), lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2),
         eps=config.adam_epsilon, weight_decay=config.adam_weight_decay,
     )

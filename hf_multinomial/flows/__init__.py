@@ -1,0 +1,8 @@
+# Copyright 2026 The hf-multinomial Authors. Apache-2.0.
+"""Argmax flows: Gumbel utilities, argmax surjections and their inverses, Cartesian encodings, density flows, and
+the transformers models built from them.
+
+Every module in this folder imports only torch, numpy, transformers and its sibling modules (`from .name import`),
+so that `save_pretrained` of a model registered for the Auto classes can copy the modeling file and its sibling
+imports into the saved folder for `trust_remote_code=True`.
+"""
