@@ -68,14 +68,8 @@ MODEL_KEYS = ("num_layers", "hidden_size", "num_heads", "num_local_heads", "loca
 # ---------------------------------------------------------------------------------------------- arguments
 
 
-def build_arg_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description="Train a multinomial diffusion model on text (run with `accelerate launch`).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--preset", choices=sorted(PRESETS), default="small",
-                   help="Hyperparameter set: text8 / enwik8 (the paper), small (2-core CPU), tiny (tests). "
-                        "Flags left unset take the preset's value.")
+def add_text_data_arguments(p: argparse.ArgumentParser) -> None:
+    """The data flags shared by the text training scripts (diffusion and argmax flows)."""
     data = p.add_argument_group("data (default: the bundled Wikipedia sample in text8 format)")
     data.add_argument("--dataset", choices=["text8", "enwik8"], default=None, help="A real dataset; needs --data_dir.")
     data.add_argument("--data_dir", default=None, help="Folder (or file) holding text8/text8.zip or enwik8/enwik8.zip.")
@@ -85,6 +79,17 @@ def build_arg_parser() -> argparse.ArgumentParser:
     data.add_argument("--cache_dir", default=None, help="Where prepared datasets are cached.")
     data.add_argument("--seq_len", type=int, default=None)
     data.add_argument("--dataloader_num_workers", type=int, default=0)
+
+
+def build_arg_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Train a multinomial diffusion model on text (run with `accelerate launch`).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--preset", choices=sorted(PRESETS), default="small",
+                   help="Hyperparameter set: text8 / enwik8 (the paper), small (2-core CPU), tiny (tests). "
+                        "Flags left unset take the preset's value.")
+    add_text_data_arguments(p)
 
     model = p.add_argument_group("model and diffusion")
     model.add_argument("--num_layers", type=int, default=None)
@@ -114,7 +119,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def resolve_preset(args: argparse.Namespace) -> argparse.Namespace:
-    apply_preset(args, PRESETS[args.preset])
+    return resolve_text_data_arguments(apply_preset(args, PRESETS[args.preset]))
+
+
+def resolve_text_data_arguments(args: argparse.Namespace) -> argparse.Namespace:
+    """Check the data flags and set the vocabulary a named dataset implies."""
     if args.dataset:
         args.vocabulary = {"text8": "text8", "enwik8": "bytes"}[args.dataset]
     if args.dataset and not args.data_dir:
