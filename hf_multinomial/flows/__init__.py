@@ -6,3 +6,25 @@ Every module in this folder imports only torch, numpy, transformers and its sibl
 so that `save_pretrained` of a model registered for the Auto classes can copy the modeling file and its sibling
 imports into the saved folder for `trust_remote_code=True`.
 """
+
+from .cartesian import CartesianEncoding
+from .configuration_argmax_flow import ArgmaxFlowConfig
+from .density import AutoregressiveFlow, CouplingFlow, DensityFlow, StandardNormalFlow
+from .modeling_argmax_flow import ArgmaxFlowModel, ArgmaxFlowOutput
+from .surjections import ArgmaxInverse, argmax_decode, gumbel_threshold, make_argmax_inverse, threshold
+
+__all__ = [
+    "ArgmaxFlowConfig",
+    "ArgmaxFlowModel",
+    "ArgmaxFlowOutput",
+    "ArgmaxInverse",
+    "AutoregressiveFlow",
+    "CartesianEncoding",
+    "CouplingFlow",
+    "DensityFlow",
+    "StandardNormalFlow",
+    "argmax_decode",
+    "gumbel_threshold",
+    "make_argmax_inverse",
+    "threshold",
+]
