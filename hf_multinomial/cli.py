@@ -1,6 +1,6 @@
 # Copyright 2026 The hf-multinomial Authors. Apache-2.0.
 """The `hf-multinomial` command: `demo` (train, save, reload, sample, evaluate), `bpc` and `bpp` (bits per character or
-pixel of a saved pipeline)."""
+pixel of a saved diffusion pipeline or flow model), `export` (a pipeline folder for trust_remote_code)."""
 
 import argparse
 import json
@@ -25,30 +25,42 @@ def _sequences_from_text_file(path, vocabulary, seq_len, max_sequences):
     return torch.from_numpy(ids[: count * seq_len].reshape(count, seq_len)).long()
 
 
-def _load_pipeline(model_dir):
-    from .pipelines import DiscreteDiffusionPipeline
+def _load_model(model_dir):
+    """A saved `DiscreteDiffusionPipeline` (a folder with model_index.json) or a saved flow model (a folder with the
+    config.json of a model registered with `AutoModel`, e.g. an argmax flow)."""
+    if os.path.isfile(os.path.join(model_dir, "model_index.json")):
+        from .pipelines import DiscreteDiffusionPipeline
 
-    if not os.path.isfile(os.path.join(model_dir, "model_index.json")):
-        raise FileNotFoundError(f"--model {model_dir!r} is not a folder holding a saved pipeline (no model_index.json)")
-    return DiscreteDiffusionPipeline.from_pretrained(model_dir)
+        return DiscreteDiffusionPipeline.from_pretrained(model_dir)
+    if os.path.isfile(os.path.join(model_dir, "config.json")):
+        from transformers import AutoModel
+
+        return AutoModel.from_pretrained(model_dir)
+    raise FileNotFoundError(
+        f"--model {model_dir!r} is not a folder holding a saved pipeline (model_index.json) or model (config.json)"
+    )
 
 
-def _evaluate(pipe, input_ids, args, unit) -> dict:
+def _is_pipeline(model) -> bool:
+    return hasattr(model, "scheduler")
+
+
+def _evaluate(model, input_ids, args, unit) -> dict:
     import torch
 
-    from .evaluation import bits_per_unit, diffusion_negative_elbo
+    from .evaluation import bits_per_unit, diffusion_negative_elbo, flow_negative_log_likelihood
 
-    nll = diffusion_negative_elbo(
-        pipe.denoiser,
-        pipe.scheduler,
-        input_ids,
-        batch_size=args.batch_size,
-        estimate=args.estimate,
-        repetitions=args.repetitions,
-        generator=torch.Generator().manual_seed(args.seed),
-        progress=True,
-    )
-    T = pipe.scheduler.config.num_train_timesteps
+    generator = torch.Generator().manual_seed(args.seed)
+    if _is_pipeline(model):
+        nll = diffusion_negative_elbo(model.denoiser, model.scheduler, input_ids, batch_size=args.batch_size,
+                                      estimate=args.estimate, repetitions=args.repetitions, generator=generator,
+                                      progress=True)
+        T = model.scheduler.config.num_train_timesteps
+        bound = f"one-t estimate x {args.repetitions}" if args.estimate else f"full ELBO over T={T}"
+    else:
+        nll = flow_negative_log_likelihood(model, input_ids, batch_size=args.batch_size,
+                                           num_samples=args.num_samples, generator=generator, progress=True)
+        bound = "ELBO (one draw of q)" if args.num_samples == 1 else f"IWBO with k={args.num_samples}"
     result = bits_per_unit(nll, input_ids[0].numel(), unit)
     bits = "bpc" if unit == "character" else "bpp"
     return {
@@ -56,31 +68,60 @@ def _evaluate(pipe, input_ids, args, unit) -> dict:
         f"nats_per_{unit}": result["nats_per_unit"],
         "num_examples": int(input_ids.shape[0]),
         f"num_{unit}s": result["num_units"],
-        "bound": f"one-t estimate x {args.repetitions}" if args.estimate else f"full ELBO over T={T}",
+        "bound": bound,
     }
 
 
 def bpc_command(args) -> dict:
-    pipe = _load_pipeline(args.model)
-    if pipe.vocabulary is None:
-        raise ValueError(f"The pipeline in {args.model} has no vocabulary to encode {args.text_file}")
-    seq_len = args.seq_len or pipe.denoiser.config.max_seq_len
-    input_ids = _sequences_from_text_file(args.text_file, pipe.vocabulary, seq_len, args.max_sequences)
-    return _evaluate(pipe, input_ids, args, "character")
+    model = _load_model(args.model)
+    if _is_pipeline(model):
+        vocabulary, seq_len = model.vocabulary, model.denoiser.config.max_seq_len
+    else:
+        from .data import CharVocabulary
+
+        vocab_file = os.path.join(args.model, "vocabulary.json")
+        vocabulary = CharVocabulary.from_pretrained(args.model) if os.path.isfile(vocab_file) else None
+        seq_len = model.config.seq_len
+    if vocabulary is None:
+        raise ValueError(f"The model in {args.model} has no vocabulary to encode {args.text_file}")
+    input_ids = _sequences_from_text_file(args.text_file, vocabulary, args.seq_len or seq_len, args.max_sequences)
+    return _evaluate(model, input_ids, args, "character")
 
 
 def bpp_command(args) -> dict:
     from .data import load_cityscapes, synthetic_segmentation_dataset
 
-    pipe = _load_pipeline(args.model)
-    height, width = pipe.denoiser.config.sample_size
+    model = _load_model(args.model)
+    height, width = model.denoiser.config.sample_size if _is_pipeline(model) else model.config.sample_size
     if args.data_root:
         data = load_cityscapes(args.data_root, size=(height, width))
     else:
         data = synthetic_segmentation_dataset(height=height, width=width, seed=args.synthetic_seed)
     split = data[args.split].with_format("torch")
     count = len(split) if args.max_maps is None else min(args.max_maps, len(split))
-    return {**_evaluate(pipe, split[:count]["input_ids"], args, "pixel"), "split": args.split}
+    return {**_evaluate(model, split[:count]["input_ids"], args, "pixel"), "split": args.split}
+
+
+def export_command(args) -> dict:
+    """Make a saved diffusion pipeline loadable with `trust_remote_code` (see `hf_multinomial.export`); optionally
+    upload the result to a Hub repository (by default to its branch `remote-code`)."""
+    from .export import export_pipeline
+
+    try:
+        folder = export_pipeline(args.model_dir, args.output)
+    except FileExistsError as error:
+        raise ValueError(str(error)) from error
+    result = {"exported": os.path.abspath(folder)}
+    if args.push_to_hub:
+        from .training.hub import push_folder_to_hub
+
+        params = {"hub_model_id": args.push_to_hub, "hub_token": args.hub_token, "hub_private_repo": args.private}
+        try:
+            commit = push_folder_to_hub(params, folder, "Export for trust_remote_code", revision=args.revision or None)
+        except RuntimeError as error:
+            raise ValueError(str(error)) from error
+        result["commit_url"] = commit.commit_url
+    return result
 
 
 def demo_command(args) -> dict:
@@ -107,12 +148,13 @@ def main(argv=None):
     demo.add_argument("--seed", type=int, default=0)
 
     bpc = commands.add_parser("bpc", help="bits per character of a saved pipeline on a text file")
-    bpc.add_argument("--model", required=True, help="folder of a saved DiscreteDiffusionPipeline")
+    bpc.add_argument("--model", required=True, help="folder of a saved DiscreteDiffusionPipeline or argmax flow")
     bpc.add_argument("--text-file", required=True, help="text file (plain, .xz, .bz2 or .zip) in the model's alphabet")
     bpc.add_argument("--max-sequences", type=int, default=None, help="evaluate only the first N sequences")
     bpc.add_argument("--seq-len", type=int, default=None, help="sequence length (default: the denoiser's max_seq_len)")
     bpp = commands.add_parser("bpp", help="bits per pixel of a saved segmentation pipeline on Cityscapes or synthetic maps")
-    bpp.add_argument("--model", required=True, help="folder of a saved DiscreteDiffusionPipeline with a map denoiser")
+    bpp.add_argument("--model", required=True,
+                     help="folder of a saved DiscreteDiffusionPipeline with a map denoiser, or a segmentation flow")
     bpp.add_argument("--data-root", default=None, help="Cityscapes gtFine zip or folder (default: synthetic maps)")
     bpp.add_argument("--split", choices=["train", "validation", "test"], default="test")
     bpp.add_argument("--max-maps", type=int, default=None, help="evaluate only the first N maps")
@@ -121,12 +163,23 @@ def main(argv=None):
         command.add_argument("--batch-size", type=int, default=32)
         command.add_argument("--estimate", action="store_true", help="the cheap one-t estimate instead of the full-T ELBO")
         command.add_argument("--repetitions", type=int, default=1, help="with --estimate: average this many estimates")
+        command.add_argument("--num-samples", type=int, default=1,
+                             help="flows: draws of q(v | x) per example, k of the importance-weighted bound (1: ELBO)")
         command.add_argument("--seed", type=int, default=0)
+
+    export = commands.add_parser("export", help="make a saved diffusion pipeline loadable with trust_remote_code, "
+                                                "without hf-multinomial installed")
+    export.add_argument("model_dir", help="folder of a saved DiscreteDiffusionPipeline")
+    export.add_argument("--output", default=None, help="write an exported copy there (default: change model_dir)")
+    export.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="then upload it to this Hub repository")
+    export.add_argument("--revision", default="remote-code", help="with --push-to-hub: the branch ('' for main)")
+    export.add_argument("--hub-token", default=None, help="with --push-to-hub: a token with write access")
+    export.add_argument("--private", action="store_true", help="with --push-to-hub: create the repository as private")
 
     args = parser.parse_args(argv)
     start = time.time()
     try:
-        result = {"demo": demo_command, "bpc": bpc_command, "bpp": bpp_command}[args.command](args)
+        result = {"demo": demo_command, "bpc": bpc_command, "bpp": bpp_command, "export": export_command}[args.command](args)
     except (ValueError, FileNotFoundError) as error:
         print(f"hf-multinomial {args.command}: error: {error}", file=sys.stderr)
         return 2

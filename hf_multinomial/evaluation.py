@@ -1,10 +1,12 @@
 # Copyright 2026 The hf-multinomial Authors. Apache-2.0.
-"""Likelihood evaluation of trained pipelines: negative ELBOs per example, turned into bits per unit."""
+"""Likelihood evaluation of trained models: negative ELBOs (or importance-weighted bounds) per example, turned into
+bits per unit."""
 
 import math
 from typing import Optional
 
 import torch
+from tqdm.auto import tqdm
 
 from .metrics import load_bits_per_dim
 
@@ -47,8 +49,6 @@ def diffusion_negative_elbo(
     if repetitions < 1:
         raise ValueError(f"repetitions must be at least 1, got {repetitions}")
     if progress:
-        from tqdm.auto import tqdm
-
         batches = tqdm(batches, desc="negative ELBO")
     results = []
     for start in batches:
@@ -69,3 +69,28 @@ def bits_per_unit(negative_log_likelihoods: torch.Tensor, units_per_example: int
     if not all(math.isfinite(v) for v in nll):
         raise ValueError("a negative log-likelihood is not finite")
     return metric.compute(negative_log_likelihoods=nll, num_units=[units_per_example] * len(nll))
+
+
+@torch.no_grad()
+def flow_negative_log_likelihood(
+    model,
+    input_ids: torch.Tensor,
+    batch_size: int = 32,
+    num_samples: int = 1,
+    generator: Optional[torch.Generator] = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """
+    Per-example negative importance-weighted bound -IWBO_k (k = `num_samples`; k = 1 is the negative ELBO), in nats,
+    float64, shape `(N,)`, of any model with `log_likelihood(input_ids, num_samples, generator)` (the argmax flows,
+    dequantization baselines and VAEs). Evaluated in eval mode, `batch_size` examples at a time.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    results = []
+    for start in tqdm(range(0, input_ids.shape[0], batch_size), disable=not progress, desc="Bound"):
+        x = input_ids[start:start + batch_size].to(device)
+        results.append(-model.log_likelihood(x, num_samples=num_samples, generator=generator).double().cpu())
+    model.train(was_training)
+    return torch.cat(results)

@@ -134,7 +134,7 @@ class ArgmaxFlowModel(ArgmaxFlowPreTrainedModel):
             generator (`torch.Generator`, *optional*): for the draw v ~ q(v | x).
             return_dict (`bool`, *optional*): return an [`ArgmaxFlowOutput`] (default) or a tuple.
         """
-        return_dict = return_dict if return_dict is not None else self.config.use_return_dict
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
         bound = self.sample_bound(input_ids, generator)
         loss = -bound.mean() / self.config.seq_len
         bits = loss / math.log(2.0)

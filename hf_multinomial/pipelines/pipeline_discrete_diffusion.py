@@ -75,6 +75,29 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
         self.register_modules(denoiser=denoiser, scheduler=scheduler, vocabulary=vocabulary)
         self.register_to_config(palette=palette)
 
+    @classmethod
+    def download(cls, pretrained_model_name: str, **kwargs) -> str:
+        """
+        Download a pipeline saved by hf-multinomial from the Hub and return its local folder: `model_index.json`, the
+        model card and the folders of the components it names (not `checkpoint-*` folders or other files).
+
+        diffusers' own `download` accepts components from diffusers, transformers or remote code only, and refuses a
+        `model_index.json` that names an installed library such as `hf_multinomial.models.transformer_multinomial`
+        (huggingface/diffusers#5728). Folders exported for remote code (`hf-multinomial export`) still go through it.
+        """
+        import json
+
+        from huggingface_hub import hf_hub_download, snapshot_download
+
+        hub_kwargs = {k: kwargs.get(k) for k in ("cache_dir", "revision", "token", "local_files_only", "force_download")}
+        with open(hf_hub_download(pretrained_model_name, cls.config_name, **hub_kwargs), encoding="utf-8") as f:
+            index = json.load(f)
+        if isinstance(index.get("_class_name"), list):
+            return super().download(pretrained_model_name, **kwargs)
+        folders = [k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v[0] is not None]
+        patterns = [cls.config_name, "README.md", *(f"{folder}/*" for folder in folders)]
+        return snapshot_download(pretrained_model_name, allow_patterns=patterns, **hub_kwargs)
+
     def _sample_shape(self, seq_len: Optional[int], height: Optional[int], width: Optional[int]) -> Tuple[int, ...]:
         """The shape of one sample: `(seq_len,)` for sequence denoisers, `(height, width)` for image denoisers."""
         config = self.denoiser.config

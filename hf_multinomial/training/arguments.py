@@ -1,16 +1,17 @@
 # Copyright 2026 The hf-multinomial Authors. Apache-2.0.
-"""Command-line flags, presets and the loop config shared by every training script, and the model-card helpers
-that read them."""
+"""Command-line flags, presets and the loop config shared by every training script, and the launch command that
+model cards show (the cards themselves are built in `model_card.py`)."""
 
 import argparse
-import os
 import shlex
 
+from .hub import add_hub_arguments
+from .model_card import model_card_template  # noqa: F401  (its home is model_card.py; kept importable from here)
 from .trainer import TrainingConfig
 
 
 def add_training_arguments(p: argparse.ArgumentParser, default_output_dir: str, units: str = "examples") -> None:
-    """Add the generic "training" and "after training" flag groups to `p`."""
+    """Add the generic "training", "after training" and "Hugging Face Hub" flag groups to `p`."""
     train = p.add_argument_group("training")
     train.add_argument("--output_dir", default=default_output_dir)
     train.add_argument("--seed", type=int, default=0)
@@ -41,6 +42,7 @@ def add_training_arguments(p: argparse.ArgumentParser, default_output_dir: str, 
                        help=f"Validation {units} for the one-t estimate written to the model card (0: skip).")
     final.add_argument("--num_card_samples", type=int, default=2, help="Samples printed in the model card (0: none).")
     final.add_argument("--card_inference_steps", type=int, default=100, help="Sampling steps for them (at most T).")
+    add_hub_arguments(p)
 
 
 def training_config(args: argparse.Namespace, project_name: str) -> TrainingConfig:
@@ -62,17 +64,17 @@ def apply_preset(args: argparse.Namespace, preset: dict) -> argparse.Namespace:
     return args
 
 
+SECRET_FLAGS = ("--hub_token",)
+
+
 def launch_command(args: argparse.Namespace):
-    """The `accelerate launch` command that reproduces the run, for model cards (None when not parsed from argv)."""
-    command_line = getattr(args, "command_line", None)
+    """The `accelerate launch` command that reproduces the run, for model cards (None when not parsed from argv);
+    the values of `SECRET_FLAGS` (the Hub token) are replaced by `***`."""
+    command_line = list(getattr(args, "command_line", None) or [])
+    for i, arg in enumerate(command_line):
+        if arg in SECRET_FLAGS and i + 1 < len(command_line):
+            command_line[i + 1] = "***"
+        elif arg.split("=", 1)[0] in SECRET_FLAGS and "=" in arg:
+            command_line[i] = arg.split("=", 1)[0] + "=***"
     return "accelerate launch " + " ".join(shlex.quote(a) for a in command_line) if command_line else None
 
-
-MODEL_CARDS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "model_cards")
-
-
-def model_card_template(name: str):
-    """Path of `model_cards/{name}.md` in a source checkout (editable install); None elsewhere, so that
-    `huggingface_hub.ModelCard.from_template` falls back to its default template instead of failing after training."""
-    path = os.path.normpath(os.path.join(MODEL_CARDS_DIR, f"{name}.md"))
-    return path if os.path.isfile(path) else None

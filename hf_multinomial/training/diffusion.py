@@ -11,6 +11,7 @@ import torch
 
 from ..evaluation import bits_per_unit, diffusion_negative_elbo
 from ..schedulers import ImportanceTimestepSampler, MultinomialScheduler
+from .hub import checkpoint_pusher, push_training_output, warn_if_offline
 from .trainer import TrainingConfig, train_loop
 
 LN2 = math.log(2.0)
@@ -104,14 +105,20 @@ def train_diffusion(
     `args.output_dir` with `train_results.json` and the model card (`write_model_card(args, stats, samples)`, the samples
     drawn with `output_type=card_output_type`, the pipeline's default when None).
 
+    With `args.push_to_hub`, the main process then uploads `args.output_dir` (and its remote-code export, to the
+    branch `remote-code`) with [`push_training_output`]; with `args.push_checkpoints` each checkpoint too (see
+    `hf_multinomial.training.hub`). A failed final push raises a `RuntimeError` once everything is saved locally.
+
     Returns the results dict (on every process): output_dir, global_step, epochs, train_time_s, stopped_early, the
     training loss in nats and bits per `unit` (mean of the last 10% of steps), the one-t validation estimate, and
     history (per-step logs of this run).
     """
     bits = BITS_NAMES[unit]
     scheduler = pipeline.scheduler
+    warn_if_offline(args)
     objective = DiffusionObjective(scheduler, seed=args.seed, aux_loss_weight=args.aux_loss_weight or 0.0, bits_name=bits)
-    result = train_loop(pipeline.denoiser, data["train"], objective, config, accelerator=accelerator)
+    result = train_loop(pipeline.denoiser, data["train"], objective, config, accelerator=accelerator,
+                        on_checkpoint=checkpoint_pusher(args, accelerator.is_main_process))
 
     tail = result.history[-max(1, len(result.history) // 10):]
     global_batch = config.train_batch_size * accelerator.num_processes * config.gradient_accumulation_steps
@@ -130,6 +137,7 @@ def train_diffusion(
     if accelerator.is_main_process:
         pipeline.denoiser = result.model.eval()
         if args.num_validation_sequences > 0 and len(data["validation"]):
+            stats["num_validation_examples"] = min(args.num_validation_sequences, len(data["validation"]))
             stats[f"validation_{bits}_estimate"] = validation_bits_estimate(
                 pipeline.denoiser, scheduler, data["validation"], args.num_validation_sequences, unit, seed=args.seed
             )
@@ -145,6 +153,8 @@ def train_diffusion(
         write_model_card(args, stats, samples)
     accelerator.wait_for_everyone()
     accelerator.end_training()
+    if getattr(args, "push_to_hub", False) and accelerator.is_main_process:
+        push_training_output(args, result.global_step, export_remote_code=True)
     return stats
 
 

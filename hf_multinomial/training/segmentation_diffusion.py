@@ -20,8 +20,10 @@ from ..models.unet_segmentation import SegmentationUNet
 from ..pipelines.image_utils import make_grid
 from ..pipelines.pipeline_discrete_diffusion import DiscreteDiffusionPipeline
 from ..schedulers import MultinomialScheduler
-from .arguments import add_training_arguments, apply_preset, launch_command, model_card_template, training_config
+from .arguments import add_training_arguments, apply_preset, launch_command, training_config
 from .diffusion import train_diffusion
+from .hub import card_loading
+from .model_card import bits_eval_result, build_model_card, diffusion_bound
 from .trainer import make_accelerator
 
 # The paper's Cityscapes setting (T = 4000, batch 64, lr 1e-4 with warm-up, dropout 0.1) and two small ones.
@@ -128,33 +130,45 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def write_model_card(args: argparse.Namespace, stats: Dict[str, Any], samples: list) -> str:
-    """Save the samples (class-id maps) as a colour-coded `samples.png` grid and fill `model_cards/segmentation_diffusion.md` into `README.md`."""
-    from huggingface_hub import ModelCard, ModelCardData
-
+    """Save the samples (class-id maps) as a colour-coded `samples.png` grid and fill `model_cards/segmentation_diffusion.md`
+    into `README.md`, with the one-t validation estimate in its `model-index`."""
     sample_image = None
     if len(samples):
         sample_image = "samples.png"
         make_grid(samples, palette=CITYSCAPES_CATEGORY_COLORS, scale=2).save(os.path.join(args.output_dir, sample_image))
-    card_data = ModelCardData(
-        library_name="hf-multinomial", license="apache-2.0", datasets=["cityscapes"] if args.data_root else None,
-        tags=["multinomial-diffusion", "discrete-diffusion", "segmentation-maps", "hf-multinomial"],
-    )
+    dataset_type, dataset_name = (("cityscapes", "Cityscapes (8 categories)") if args.data_root
+                                  else ("hf-multinomial/synthetic-street-maps", "synthetic street-scene maps"))
+    results = []
+    if stats.get("validation_bpp_estimate") is not None:
+        results.append(bits_eval_result(
+            stats["validation_bpp_estimate"], "bpp", diffusion_bound(args.num_train_timesteps, estimate=True),
+            dataset_type=dataset_type, dataset_name=dataset_name, dataset_split="validation",
+            num_examples=stats.get("num_validation_examples"),
+        ))
     hyperparameters = {
         key: getattr(args, key)
         for key in ("preset", "height", "width", "num_train_timesteps", *MODEL_KEYS, "train_batch_size",
                     "gradient_accumulation_steps", "learning_rate", "lr_decay_per_epoch", "lr_warmup_steps",
                     "max_grad_norm", "aux_loss_weight", "mixed_precision", "use_ema", "ema_decay", "seed")
     }
-    card = ModelCard.from_template(
-        card_data,
-        template_path=model_card_template("segmentation_diffusion"),
-        data_description="Cityscapes (8 categories)" if args.data_root else "synthetic street-scene maps",
-        command=launch_command(args),
-        hyperparameters=hyperparameters,
-        stats={k: v for k, v in stats.items() if k != "history"},
-        sample_image=sample_image,
+    loading = card_loading(args)
+    card = build_model_card(
+        "segmentation_diffusion",
+        card_data_kwargs=dict(
+            datasets=["cityscapes"] if args.data_root else None,
+            tags=["multinomial-diffusion", "discrete-diffusion", "segmentation-maps", "hf-multinomial"],
+        ),
+        template_kwargs=dict(
+            data_description=dataset_name,
+            command=launch_command(args),
+            hyperparameters=hyperparameters,
+            stats={k: v for k, v in stats.items() if k != "history"},
+            sample_image=sample_image,
+            **loading,
+        ),
+        eval_results=results,
+        model_name=os.path.basename(os.path.normpath(loading["model_id"])),
     )
     path = os.path.join(args.output_dir, "README.md")
     card.save(path)
     return path
-

@@ -21,8 +21,10 @@ from ..data.text import bundled_text8_path
 from ..models import MultinomialTransformer
 from ..schedulers import MultinomialScheduler
 from ..pipelines.pipeline_discrete_diffusion import DiscreteDiffusionPipeline
-from .arguments import add_training_arguments, apply_preset, launch_command, model_card_template, training_config
+from .arguments import add_training_arguments, apply_preset, launch_command, training_config
 from .diffusion import train_diffusion
+from .hub import card_loading
+from .model_card import bits_eval_result, build_model_card, diffusion_bound
 from .trainer import make_accelerator
 
 
@@ -194,32 +196,52 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- model card
 
 
-def model_card(args: argparse.Namespace, stats: Dict[str, Any], samples: List[str]):
-    """A `huggingface_hub.ModelCard` filled from `model_cards/text_diffusion.md` (push it with `card.push_to_hub`)."""
-    from huggingface_hub import ModelCard, ModelCardData
+def dataset_id(args: argparse.Namespace):
+    """`(dataset id, pretty name)` of the training data, for the model card's results."""
+    if args.dataset:
+        return args.dataset, args.dataset
+    if args.text_file:
+        return "text-file", f"text file {os.path.basename(args.text_file)}"
+    return "hf-multinomial/enwiki-text8-sample", "English Wikipedia sample in text8 format"
 
-    datasets = {"text8": ["text8"], "enwik8": ["enwik8"]}.get(args.dataset)
-    card_data = ModelCardData(
-        library_name="hf-multinomial", license="apache-2.0", datasets=datasets,
-        language=["en"] if args.vocabulary == "text8" else None,
-        tags=["multinomial-diffusion", "discrete-diffusion", "text-generation", "character-level", "hf-multinomial"],
-        pipeline_tag="text-generation",
-    )
+
+def model_card(args: argparse.Namespace, stats: Dict[str, Any], samples: List[str]):
+    """A `huggingface_hub.ModelCard` filled from `model_cards/text_diffusion.md`, with the one-t validation estimate in
+    its `model-index` (push it with `card.push_to_hub`)."""
+    type_, name = dataset_id(args)
+    loading = card_loading(args)
+    results = []
+    if stats.get("validation_bpc_estimate") is not None:
+        results.append(bits_eval_result(
+            stats["validation_bpc_estimate"], "bpc", diffusion_bound(args.num_train_timesteps, estimate=True),
+            dataset_type=type_, dataset_name=name, dataset_split="validation",
+            num_examples=stats.get("num_validation_examples"),
+        ))
     hyperparameters = {
         key: getattr(args, key)
         for key in ("preset", "seq_len", "num_train_timesteps", *MODEL_KEYS, "train_batch_size",
                     "gradient_accumulation_steps", "learning_rate", "lr_decay_per_epoch", "lr_warmup_steps",
                     "max_grad_norm", "aux_loss_weight", "mixed_precision", "use_ema", "ema_decay", "seed")
     }
-    return ModelCard.from_template(
-        card_data,
-        template_path=model_card_template("text_diffusion"),
-        data_description=data_description(args),
-        command=launch_command(args),
-        hyperparameters=hyperparameters,
-        stats={k: v for k, v in stats.items() if k != "history"},
-        samples=list(samples),
-        vocabulary_size=256 if args.vocabulary == "bytes" else 27,
+    return build_model_card(
+        "text_diffusion",
+        card_data_kwargs=dict(
+            datasets={"text8": ["text8"], "enwik8": ["enwik8"]}.get(args.dataset),
+            language=["en"] if args.vocabulary == "text8" else None,
+            tags=["multinomial-diffusion", "discrete-diffusion", "text-generation", "character-level", "hf-multinomial"],
+            pipeline_tag="text-generation",
+        ),
+        template_kwargs=dict(
+            data_description=data_description(args),
+            command=launch_command(args),
+            hyperparameters=hyperparameters,
+            stats={k: v for k, v in stats.items() if k != "history"},
+            samples=list(samples),
+            vocabulary_size=256 if args.vocabulary == "bytes" else 27,
+            **loading,
+        ),
+        eval_results=results,
+        model_name=os.path.basename(os.path.normpath(loading["model_id"])),
     )
 
 

@@ -95,6 +95,22 @@ class TrainingResult:
     train_time_s: float = 0.0
     stopped_early: bool = False  # by max_train_time_s
 
+    def summary(self, output_dir: str, train_rows: int, global_batch: int, bits_name: str) -> Dict[str, Any]:
+        """The figures every training script reports: steps, epochs, time, the training loss (nats) and its value
+        in bits (`bits_name`, e.g. "bpc") as the mean of the last 10% of steps, the parameter count, and history."""
+        tail = self.history[-max(1, len(self.history) // 10):]
+        return {
+            "output_dir": output_dir,
+            "global_step": self.global_step,
+            "epochs": round(self.global_step / max(1, train_rows // global_batch), 4),
+            "train_time_s": round(self.train_time_s, 2),
+            "stopped_early": self.stopped_early,
+            "train_loss": sum(h["loss"] for h in tail) / len(tail) if tail else None,
+            f"train_{bits_name}": sum(h[bits_name] for h in tail) / len(tail) if tail else None,
+            "num_parameters": sum(p.numel() for p in self.model.parameters()),
+            "history": self.history,
+        }
+
 
 # ---------------------------------------------------------------------------------------------- data order
 
@@ -223,6 +239,7 @@ def train_loop(
     config: TrainingConfig,
     collate_fn: Optional[Callable] = None,
     accelerator: Optional[Accelerator] = None,
+    on_checkpoint: Optional[Callable[[str, int], None]] = None,
 ) -> TrainingResult:
     """
     Train `model` on `train_dataset` (anything with `__len__` and `__getitem__`, e.g. a `datasets.Dataset` in torch
@@ -230,6 +247,8 @@ def train_loop(
 
     The model must be built before the call, after `accelerate.utils.set_seed(config.seed)` so every process starts
     from the same weights. Pass an `accelerator` to reuse one; by default it is built from `config`.
+    `on_checkpoint(folder, global_step)`, if given, is called on every process after each checkpoint is complete
+    (e.g. to push it to the Hub from the main process).
     """
     if accelerator is None:
         accelerator = make_accelerator(config)
@@ -347,14 +366,18 @@ def train_loop(
                                     device=accelerator.device)
                 stopped_early = bool(accelerator.reduce(over, "max").item())
             if config.checkpointing_steps and global_step % config.checkpointing_steps == 0:
-                save_checkpoint(accelerator, objective, config, global_step, epoch)
+                folder = save_checkpoint(accelerator, objective, config, global_step, epoch)
+                if on_checkpoint is not None:
+                    on_checkpoint(folder, global_step)
                 last_saved = global_step
             if global_step >= max_train_steps or stopped_early:
                 break
     progress.close()
     # The last step is always checkpointed, so a run can be continued with a larger --max_train_steps.
     if config.checkpointing_steps and last_saved != global_step:
-        save_checkpoint(accelerator, objective, config, global_step, epoch)
+        folder = save_checkpoint(accelerator, objective, config, global_step, epoch)
+        if on_checkpoint is not None:
+            on_checkpoint(folder, global_step)
 
     accelerator.wait_for_everyone()
     unwrapped = accelerator.unwrap_model(model)

@@ -1,0 +1,147 @@
+# Copyright 2026 The hf-multinomial Authors. Apache-2.0.
+"""
+Model cards: one home for filling the templates under `model_cards/` with `huggingface_hub.ModelCard` and for the
+`model-index` evaluation results (bits per character or pixel, with the bound that produced them) that the Hub shows
+and that `ModelCard.load(path).data.eval_results` gives back.
+
+    result = bits_eval_result(1.93, "bpc", bound=diffusion_bound(1000, estimate=True),
+                              dataset_type="text8", dataset_name="text8", dataset_split="validation")
+    write_model_card("text_diffusion", output_dir, card_data_kwargs=dict(license="apache-2.0", tags=[...]),
+                     template_kwargs=dict(hyperparameters=..., samples=...), eval_results=[result],
+                     model_name="text8-diffusion")
+    update_model_card_results(os.path.join(output_dir, "README.md"), [full_elbo_result])   # after evaluation
+"""
+
+import os
+from typing import Any, Dict, Iterable, List, Optional
+
+MODEL_CARDS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "model_cards")
+LIBRARY_NAME = "hf-multinomial"
+LICENSE = "apache-2.0"
+
+METRIC_NAMES = {"bpc": "bits per character", "bpp": "bits per pixel"}
+TASKS = {"bpc": ("text-generation", "Character-level text generation"),
+         "bpp": ("unconditional-image-generation", "Segmentation map generation")}
+
+
+def model_card_template(name: str) -> Optional[str]:
+    """Path of `model_cards/{name}.md` in a source checkout (editable install); None elsewhere, so that
+    `huggingface_hub.ModelCard.from_template` falls back to its default template instead of failing after training."""
+    path = os.path.normpath(os.path.join(MODEL_CARDS_DIR, f"{name}.md"))
+    return path if os.path.isfile(path) else None
+
+
+def diffusion_bound(num_train_timesteps: int, estimate: bool, repetitions: int = 1) -> str:
+    """How a diffusion model's negative ELBO was computed, with its number of steps, for `bits_eval_result`."""
+    if estimate:
+        times = f", mean of {repetitions}" if repetitions > 1 else ""
+        return f"one-t estimate of the negative ELBO, 1 of T={num_train_timesteps} steps{times}"
+    return f"negative ELBO, all T={num_train_timesteps} steps"
+
+
+def bits_eval_result(
+    value: float,
+    metric_type: str,
+    bound: str,
+    dataset_type: str,
+    dataset_name: str,
+    dataset_split: str,
+    task_type: Optional[str] = None,
+    task_name: Optional[str] = None,
+    num_examples: Optional[int] = None,
+):
+    """
+    One `model-index` entry (`huggingface_hub.EvalResult`) for a result in bits per unit.
+
+    Args:
+        value (`float`): the result, in bits per character or pixel.
+        metric_type (`str`): `"bpc"` or `"bpp"`.
+        bound (`str`): what was computed, including its number of steps or samples, e.g. `diffusion_bound(...)` or
+            `"IWBO with k=1000 samples"`; it becomes `metric_config` and is part of `metric_name`.
+        dataset_type (`str`): the dataset id, e.g. `"text8"`. dataset_name (`str`): its pretty name.
+        dataset_split (`str`): e.g. `"validation"` or `"test"`.
+        task_type (`str`, *optional*), task_name (`str`, *optional*): default to text generation for `"bpc"` and
+            unconditional image generation for `"bpp"`.
+        num_examples (`int`, *optional*): how many sequences or maps were evaluated (recorded in `dataset_args`).
+    """
+    from huggingface_hub import EvalResult
+
+    if metric_type not in METRIC_NAMES:
+        raise ValueError(f"metric_type must be one of {sorted(METRIC_NAMES)}, got {metric_type!r}")
+    default_task, default_task_name = TASKS[metric_type]
+    return EvalResult(
+        task_type=task_type or default_task,
+        task_name=task_name or default_task_name,
+        dataset_type=dataset_type,
+        dataset_name=dataset_name,
+        dataset_split=dataset_split,
+        dataset_args={"num_examples": int(num_examples)} if num_examples is not None else None,
+        metric_type=metric_type,
+        metric_name=f"{METRIC_NAMES[metric_type]} ({bound})",
+        metric_config=bound,
+        metric_value=round(float(value), 6),
+    )
+
+
+def build_model_card(
+    template_name: str,
+    card_data_kwargs: Dict[str, Any],
+    template_kwargs: Dict[str, Any],
+    eval_results: Iterable = (),
+    model_name: Optional[str] = None,
+):
+    """
+    A `huggingface_hub.ModelCard` rendered from `model_cards/{template_name}.md`.
+
+    Args:
+        template_name (`str`): the template's file name without `.md` (e.g. `"text_diffusion"`, `"argmax_flow"`).
+        card_data_kwargs (`dict`): `ModelCardData` fields (datasets, tags, language, pipeline_tag, ...);
+            `library_name` and `license` default to hf-multinomial's.
+        template_kwargs (`dict`): the Jinja variables of the template (hyperparameters, samples, command, ...).
+        eval_results (iterable of `EvalResult`): the `model-index` results (see [`bits_eval_result`]).
+        model_name (`str`, *optional*): the model's name in `model-index` (needed with results; default "model").
+    """
+    from huggingface_hub import ModelCard, ModelCardData
+
+    eval_results = list(eval_results)
+    card_data = ModelCardData(
+        **{"library_name": LIBRARY_NAME, "license": LICENSE, **card_data_kwargs},
+        eval_results=eval_results or None,
+        model_name=(model_name or "model") if eval_results else model_name,
+    )
+    return ModelCard.from_template(card_data, template_path=model_card_template(template_name), **template_kwargs)
+
+
+def write_model_card(
+    template_name: str,
+    output_dir: str,
+    card_data_kwargs: Dict[str, Any],
+    template_kwargs: Dict[str, Any],
+    eval_results: Iterable = (),
+    model_name: Optional[str] = None,
+    filename: str = "README.md",
+) -> str:
+    """Render [`build_model_card`] into `output_dir/README.md` and return its path."""
+    path = os.path.join(output_dir, filename)
+    build_model_card(template_name, card_data_kwargs, template_kwargs, eval_results, model_name).save(path)
+    return path
+
+
+def update_model_card_results(path: str, eval_results: Iterable, model_name: Optional[str] = None) -> List:
+    """
+    Add `eval_results` to the `model-index` of the card at `path` (e.g. the full-T bound computed after training),
+    replacing any entry for the same task, dataset, split, metric and bound. Returns the card's results.
+    """
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(path)
+    new = list(eval_results)
+
+    def key(result):
+        return (result.task_type, result.dataset_type, result.dataset_split, result.metric_type, result.metric_config)
+
+    replaced = {key(result) for result in new}
+    card.data.eval_results = [r for r in (card.data.eval_results or []) if key(r) not in replaced] + new
+    card.data.model_name = card.data.model_name or model_name or "model"
+    card.save(path)
+    return card.data.eval_results
