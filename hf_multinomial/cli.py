@@ -1,6 +1,7 @@
 # Copyright 2026 The hf-multinomial Authors. Apache-2.0.
 """The `hf-multinomial` command: `demo` (train, save, reload, sample, evaluate), `bpc` and `bpp` (bits per character or
-pixel of a saved diffusion pipeline or flow model), `export` (a pipeline folder for trust_remote_code)."""
+pixel of a saved diffusion pipeline or flow model, added to the `model-index` of its model card unless
+`--no-update-card`), `export` (a pipeline folder for trust_remote_code). The last line printed is the result as JSON."""
 
 import argparse
 import json
@@ -45,10 +46,14 @@ def _is_pipeline(model) -> bool:
     return hasattr(model, "scheduler")
 
 
-def _evaluate(model, input_ids, args, unit) -> dict:
+def _evaluate(model, input_ids, args, unit):
+    """Bits per `unit` of `model` on `input_ids`: the result dict of the command, and the bound's description for
+    the model card (with its number of steps or draws)."""
     import torch
 
     from .evaluation import bits_per_unit, diffusion_negative_elbo, flow_negative_log_likelihood
+    from .training.flows import flow_bound
+    from .training.model_card import diffusion_bound
 
     generator = torch.Generator().manual_seed(args.seed)
     if _is_pipeline(model):
@@ -57,10 +62,12 @@ def _evaluate(model, input_ids, args, unit) -> dict:
                                       progress=True)
         T = model.scheduler.config.num_train_timesteps
         bound = f"one-t estimate x {args.repetitions}" if args.estimate else f"full ELBO over T={T}"
+        card_bound = diffusion_bound(T, estimate=args.estimate, repetitions=args.repetitions)
     else:
         nll = flow_negative_log_likelihood(model, input_ids, batch_size=args.batch_size,
                                            num_samples=args.num_samples, generator=generator, progress=True)
         bound = "ELBO (one draw of q)" if args.num_samples == 1 else f"IWBO with k={args.num_samples}"
+        card_bound = flow_bound(args.num_samples)
     result = bits_per_unit(nll, input_ids[0].numel(), unit)
     bits = "bpc" if unit == "character" else "bpp"
     return {
@@ -69,7 +76,29 @@ def _evaluate(model, input_ids, args, unit) -> dict:
         "num_examples": int(input_ids.shape[0]),
         f"num_{unit}s": result["num_units"],
         "bound": bound,
-    }
+    }, card_bound
+
+
+def _record_in_card(args, result: dict, card_bound: str, dataset_type: str, dataset_name: str, split: str) -> dict:
+    """Add `result` to the `model-index` of the model card `README.md` of the `--model` folder, if it has one and
+    `--no-update-card` is not set; `result["model_card"]` says which card was updated (None: none)."""
+    path = os.path.join(args.model, "README.md")
+    result["model_card"] = None
+    if args.no_update_card or not os.path.isfile(path):
+        return result
+    from .training.model_card import bits_eval_result, update_model_card_results
+
+    metric = "bpc" if "bpc" in result else "bpp"
+    entry = bits_eval_result(result[metric], metric, card_bound, dataset_type=dataset_type, dataset_name=dataset_name,
+                             dataset_split=split, num_examples=result["num_examples"])
+    try:
+        update_model_card_results(path, [entry], model_name=os.path.basename(os.path.normpath(args.model)))
+    except Exception as error:  # a card that does not parse must not cost the computed result
+        print(f"hf-multinomial {args.command}: warning: {path} was not updated ({type(error).__name__}: {error})",
+              file=sys.stderr)
+        return result
+    result["model_card"] = os.path.abspath(path)
+    return result
 
 
 def bpc_command(args) -> dict:
@@ -85,7 +114,9 @@ def bpc_command(args) -> dict:
     if vocabulary is None:
         raise ValueError(f"The model in {args.model} has no vocabulary to encode {args.text_file}")
     input_ids = _sequences_from_text_file(args.text_file, vocabulary, args.seq_len or seq_len, args.max_sequences)
-    return _evaluate(model, input_ids, args, "character")
+    result, card_bound = _evaluate(model, input_ids, args, "character")
+    name = os.path.basename(args.text_file)
+    return _record_in_card(args, result, card_bound, "text-file", f"text file {name}", split=name)
 
 
 def bpp_command(args) -> dict:
@@ -95,11 +126,15 @@ def bpp_command(args) -> dict:
     height, width = model.denoiser.config.sample_size if _is_pipeline(model) else model.config.sample_size
     if args.data_root:
         data = load_cityscapes(args.data_root, size=(height, width))
+        dataset_type, dataset_name = "cityscapes", "Cityscapes (8 categories)"  # the training scripts' names
     else:
         data = synthetic_segmentation_dataset(height=height, width=width, seed=args.synthetic_seed)
+        dataset_type, dataset_name = "hf-multinomial/synthetic-street-maps", "synthetic street-scene maps"
     split = data[args.split].with_format("torch")
     count = len(split) if args.max_maps is None else min(args.max_maps, len(split))
-    return {**_evaluate(model, split[:count]["input_ids"], args, "pixel"), "split": args.split}
+    result, card_bound = _evaluate(model, split[:count]["input_ids"], args, "pixel")
+    result["split"] = args.split
+    return _record_in_card(args, result, card_bound, dataset_type, dataset_name, split=args.split)
 
 
 def export_command(args) -> dict:
@@ -166,6 +201,8 @@ def main(argv=None):
         command.add_argument("--num-samples", type=int, default=1,
                              help="flows: draws of q(v | x) per example, k of the importance-weighted bound (1: ELBO)")
         command.add_argument("--seed", type=int, default=0)
+        command.add_argument("--no-update-card", action="store_true",
+                             help="do not add the result to the model-index of the model folder's README.md")
 
     export = commands.add_parser("export", help="make a saved diffusion pipeline loadable with trust_remote_code, "
                                                 "without hf-multinomial installed")

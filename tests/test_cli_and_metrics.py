@@ -99,4 +99,80 @@ def test_segmentation_training_and_bpp(tmp_path, capsys):
     root = tmp_path / "cityscapes"
     write_synthetic_gtfine(root, num_train=3, num_val=2)
     assert main(["bpp", "--model", str(out), "--data-root", str(root), "--estimate", "--repetitions", "3"]) == 0
-    assert last_json(capsys)["num_examples"] == 2
+    cityscapes = last_json(capsys)
+    assert cityscapes["num_examples"] == 2
+
+    # Both results were added to the card's model-index after the training's validation estimate.
+    from huggingface_hub import ModelCard
+
+    results = ModelCard.load(out / "README.md").data.eval_results
+    assert [(r.dataset_type, r.dataset_split) for r in results] == [
+        ("hf-multinomial/synthetic-street-maps", "validation"), ("hf-multinomial/synthetic-street-maps", "test"),
+        ("cityscapes", "test")]
+    assert all(r.metric_type == "bpp" for r in results)
+    assert results[1].metric_value == pytest.approx(synthetic["bpp"], abs=1e-6)
+    assert "all T=" in results[1].metric_config and results[1].dataset_args == {"num_examples": 8}
+    assert results[2].metric_value == pytest.approx(cityscapes["bpp"], abs=1e-6)
+    assert "mean of 3" in results[2].metric_config
+
+
+def test_bpc_records_its_result_in_the_model_card(text_pipeline_dir, tmp_path, capsys):
+    import shutil
+
+    from huggingface_hub import ModelCard
+
+    from hf_multinomial.flows import ArgmaxFlowConfig, ArgmaxFlowModel
+
+    text = "the quick brown fox jumps over the lazy dog " * 3  # 132 characters -> 8 sequences of 16
+    (tmp_path / "held_out.txt").write_text(text)
+    card_text = "---\nlicense: apache-2.0\n---\n\n# A model\n"
+
+    # A diffusion pipeline: the full-T bound, then the estimate; re-running a bound replaces its entry.
+    pipe_dir = tmp_path / "pipe"
+    shutil.copytree(text_pipeline_dir, pipe_dir)
+    (pipe_dir / "README.md").write_text(card_text)
+    bpc = ["bpc", "--model", str(pipe_dir), "--text-file", str(tmp_path / "held_out.txt")]
+    assert main(bpc) == 0
+    full = last_json(capsys)
+    assert full["model_card"] == str(pipe_dir / "README.md")
+    (entry,) = ModelCard.load(pipe_dir / "README.md").data.eval_results
+    assert entry.metric_type == "bpc" and entry.metric_value == pytest.approx(full["bpc"], abs=1e-6)
+    assert entry.metric_config == "negative ELBO, all T=12 steps" and entry.dataset_args == {"num_examples": 8}
+    assert entry.dataset_name == "text file held_out.txt" and entry.dataset_split == "held_out.txt"
+    assert main(bpc + ["--estimate", "--repetitions", "3", "--max-sequences", "4"]) == 0
+    estimate = last_json(capsys)
+    assert main(bpc) == 0
+    capsys.readouterr()
+    card = ModelCard.load(pipe_dir / "README.md")
+    assert [r.metric_config for r in card.data.eval_results] == [
+        "one-t estimate of the negative ELBO, 1 of T=12 steps, mean of 3", "negative ELBO, all T=12 steps"]
+    assert card.data.eval_results[0].metric_value == pytest.approx(estimate["bpc"], abs=1e-6)
+    assert card.data.model_name == "pipe" and card.data.license == "apache-2.0" and "# A model" in card.text
+
+    # --no-update-card leaves the card as it was.
+    before = (pipe_dir / "README.md").read_bytes()
+    assert main(bpc + ["--max-sequences", "2", "--no-update-card"]) == 0
+    assert last_json(capsys)["model_card"] is None and (pipe_dir / "README.md").read_bytes() == before
+
+    # An argmax flow: the IWBO with its number of draws; a folder without a card gets none.
+    torch.manual_seed(0)
+    flow_dir = tmp_path / "flow"
+    ArgmaxFlowModel(ArgmaxFlowConfig(vocab_size=27, seq_len=16, flow_type="coupling", hidden_size=8, num_layers=1,
+                                     num_flow_steps=1, num_mixtures=2, context_size=4)).save_pretrained(flow_dir)
+    CharVocabulary.text8().save_pretrained(flow_dir)
+    flow_bpc = ["bpc", "--model", str(flow_dir), "--text-file", str(tmp_path / "held_out.txt"), "--num-samples", "3"]
+    assert main(flow_bpc) == 0
+    assert last_json(capsys)["model_card"] is None and not (flow_dir / "README.md").exists()
+    (flow_dir / "README.md").write_text(card_text)
+    assert main(flow_bpc) == 0
+    iwbo = last_json(capsys)
+    (entry,) = ModelCard.load(flow_dir / "README.md").data.eval_results
+    assert entry.metric_config == "IWBO, k=3 draws of q(v|x)" and "IWBO, k=3" in entry.metric_name
+    assert entry.metric_value == pytest.approx(iwbo["bpc"], abs=1e-6)
+
+    # A card that does not parse: a warning, and the result is still printed.
+    (flow_dir / "README.md").write_text("---\na: [b\n---\n# broken\n")
+    assert main(flow_bpc) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out.strip().splitlines()[-1])["model_card"] is None
+    assert "README.md was not updated" in captured.err

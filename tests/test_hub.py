@@ -204,3 +204,118 @@ def test_push_folder_to_hub_api(hub_online, tmp_path):
     assert "checkpoint-3/state.txt" in hub_online.files("user/run-7", "side")
     with pytest.raises(ValueError, match="hub_model_id"):
         hub_repo_id({})
+
+
+FLOW_SCRIPT = REPO / "scripts" / "train_argmax_flow.py"
+
+# A fresh interpreter in which `import hf_multinomial` fails, so that only the files pushed with the model are used.
+BLOCK_HF_MULTINOMIAL = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] == "hf_multinomial":
+            raise ImportError("hf_multinomial is blocked in this test")
+sys.meta_path.insert(0, Block())
+try:
+    import hf_multinomial
+    raise SystemExit("hf_multinomial importable")
+except ImportError:
+    pass
+"""
+
+
+def test_argmax_flow_pushes_and_auto_model_round_trips(local_hub, tmp_path, text_file):
+    out = tmp_path / "tiny-flow"
+    args = ["--preset", "tiny", "--text_file", str(text_file), "--cache_dir", str(tmp_path / "data"),
+            "--output_dir", str(out), "--max_train_steps", "6", "--checkpointing_steps", "3", "--report_to", "none",
+            "--num_validation_sequences", "8", "--num_card_samples", "2",
+            "--push_to_hub", "--push_checkpoints", "--hub_model_id", "user/tiny-flow", "--hub_token", TOKEN]
+    run = subprocess.run([sys.executable, str(FLOW_SCRIPT), *args], cwd=tmp_path, env=hub_env(tmp_path, local_hub.url),
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    # The checkpoints as they were written, then the model folder (weights, auto_map, modeling files, vocabulary,
+    # card) on main, without checkpoints: no separate remote-code branch is needed for a transformers model.
+    assert [c["message"] for c in local_hub.commits] == [
+        "Checkpoint at step 3", "Checkpoint at step 6", "Training done: step 6"]
+    assert not local_hub.unhandled and set(local_hub.repos["user/tiny-flow"].branches) == {"main"}
+    files = local_hub.files("user/tiny-flow")
+    for name in ("config.json", "model.safetensors", "modeling_argmax_flow.py", "configuration_argmax_flow.py",
+                 "vocabulary.json", "README.md", "train_results.json", "checkpoint-3/model.safetensors"):
+        assert name in files, name
+    for name, data in files.items():
+        if not name.startswith(".") and not name.startswith("checkpoint-"):
+            assert data == (out / name).read_bytes(), name
+    assert json.loads(files["config.json"])["auto_map"]["AutoModel"] == "modeling_argmax_flow.ArgmaxFlowModel"
+
+    # The pushed card: parses, holds the validation ELBO in model-index, names both ways to load.
+    from huggingface_hub import ModelCard
+
+    card = ModelCard(files["README.md"].decode())
+    results = json.loads((out / "train_results.json").read_text())
+    (result,) = card.data.eval_results
+    assert result.metric_type == "bpc" and result.dataset_split == "validation"
+    assert result.task_type == "text-generation" and result.dataset_name == "text file short.txt"
+    assert result.metric_value == pytest.approx(results["validation_bpc"], abs=1e-6)
+    assert result.metric_config == "ELBO, 1 draw of q(v|x)" and result.dataset_args == {"num_examples": 8}
+    assert card.data.model_name == "tiny-flow" and card.data.library_name == "transformers"
+    assert "import hf_multinomial\n" in card.text and 'AutoModel.from_pretrained("user/tiny-flow")' in card.text
+    assert 'AutoModel.from_pretrained("user/tiny-flow", trust_remote_code=True)' in card.text
+    assert 'hf_hub_download("user/tiny-flow", "vocabulary.json")' in card.text
+    assert TOKEN not in card.content
+
+    # Download into empty caches in fresh processes: with the package (its registered class), and without it
+    # (the pushed modeling files through trust_remote_code); the card's decoding recipe included.
+    sample = (
+        "import json, torch\n"
+        "from huggingface_hub import hf_hub_download\n"
+        "from transformers import AutoModel\n"
+        "model = AutoModel.from_pretrained('user/tiny-flow'{kwargs}).eval()\n"
+        "ids = model.sample(3, generator=torch.Generator().manual_seed(0))\n"
+        "symbols = json.load(open(hf_hub_download('user/tiny-flow', 'vocabulary.json')))['symbols']\n"
+        "texts = [''.join(symbols[i] for i in row) for row in ids.tolist()]\n"
+        "print(json.dumps({{'ids': ids.tolist(), 'texts': texts, 'module': type(model).__module__}}))\n"
+    )
+    remote = {}
+    for name, code in (("installed", "import hf_multinomial\n" + sample.format(kwargs="")),
+                       ("remote_code", BLOCK_HF_MULTINOMIAL + sample.format(kwargs=", trust_remote_code=True"))):
+        env = hub_env(tmp_path / name, local_hub.url)
+        env["HF_HUB_CACHE"] = str(tmp_path / name / "empty_cache")
+        download = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                                  timeout=300)
+        assert download.returncode == 0, download.stderr[-3000:]
+        remote[name] = json.loads(download.stdout.strip().splitlines()[-1])
+    assert remote["installed"]["module"] == "hf_multinomial.flows.modeling_argmax_flow"
+    assert remote["remote_code"]["module"].startswith("transformers_modules")
+
+    from transformers import AutoModel
+
+    from hf_multinomial import CharVocabulary
+
+    local = AutoModel.from_pretrained(out).eval()
+    expected = local.sample(3, generator=torch.Generator().manual_seed(0))
+    texts = CharVocabulary.from_pretrained(out).batch_decode(expected)
+    for name in ("installed", "remote_code"):
+        assert remote[name]["ids"] == expected.tolist(), name
+        assert remote[name]["texts"] == texts, name
+    assert len(set(texts)) == 3
+
+
+def test_argmax_flow_offline_push_fails_clearly_and_keeps_the_local_output(tmp_path, text_file, monkeypatch):
+    from transformers import AutoModel
+
+    from hf_multinomial.training.argmax_flow import parse_args, train
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    out = tmp_path / "offline-flow"
+    args = parse_args(["--preset", "tiny", "--text_file", str(text_file), "--cache_dir", str(tmp_path / "data"),
+                       "--output_dir", str(out), "--max_train_steps", "2", "--report_to", "none",
+                       "--num_validation_sequences", "4", "--push_to_hub", "--hub_model_id", "user/offline-flow"])
+    with pytest.raises(RuntimeError) as error:
+        train(args)
+    message = str(error.value)
+    assert "offline" in message and "'user/offline-flow'" in message and str(out) in message
+    for name in ("config.json", "model.safetensors", "vocabulary.json", "README.md", "train_results.json"):
+        assert (out / name).exists(), name
+    assert AutoModel.from_pretrained(out).sample(2, generator=torch.Generator().manual_seed(0)).shape == (2, 16)

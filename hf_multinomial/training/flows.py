@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, Iterable, Optional
 import torch
 
 from ..evaluation import bits_per_unit, flow_negative_log_likelihood
+from .hub import checkpoint_pusher, push_training_output, warn_if_offline
 from .trainer import TrainingConfig, train_loop
 
 LN2 = math.log(2.0)
@@ -48,6 +49,14 @@ class FlowObjective:
         self.generator.set_state(state["generator"])
 
 
+def flow_bound(num_samples: int = 1) -> str:
+    """How a flow's bound was computed, for the `model-index` results (`bits_eval_result(..., bound=...)`): the ELBO
+    with one draw of q(v | x), or the importance-weighted bound with `num_samples` draws."""
+    if num_samples == 1:
+        return "ELBO, 1 draw of q(v|x)"
+    return f"IWBO, k={num_samples} draws of q(v|x)"
+
+
 def validation_bits(model, dataset, num_examples: int, unit: str, num_samples: int = 1, seed: int = 0) -> float:
     """The bound (ELBO for `num_samples` = 1, else IWBO) on the first `num_examples` rows, in bits per unit."""
     input_ids = dataset[: min(num_examples, len(dataset))]["input_ids"]
@@ -73,18 +82,27 @@ def train_flow(
     model card (`write_model_card(args, stats, samples)`; the `args.num_card_samples` samples are passed through
     `decode_samples`, e.g. to strings).
 
+    With `args.push_to_hub`, the main process then uploads `args.output_dir` to the main branch of
+    `args.hub_model_id` with [`push_training_output`] (the saved folder already holds `auto_map` and the modeling
+    files, so `AutoModel.from_pretrained(repo, trust_remote_code=True)` works from it without hf-multinomial); with
+    `args.push_checkpoints` each checkpoint too (see `hf_multinomial.training.hub`). A failed final push raises a
+    `RuntimeError` once everything is saved locally.
+
     Returns the results dict (on every process): the [`TrainingResult.summary`] figures and
-    `validation_{bpc|bpp}` (the ELBO on `args.num_validation_sequences` validation rows).
+    `validation_{bpc|bpp}` (the ELBO on `num_validation_examples` = at most `args.num_validation_sequences`
+    validation rows).
     """
     bits = BITS_NAMES[unit]
+    warn_if_offline(args)
     result = train_loop(model, data["train"], FlowObjective(seed=args.seed, bits_name=bits), config,
-                        accelerator=accelerator)
+                        accelerator=accelerator, on_checkpoint=checkpoint_pusher(args, accelerator.is_main_process))
     global_batch = config.train_batch_size * accelerator.num_processes * config.gradient_accumulation_steps
     stats = result.summary(args.output_dir, len(data["train"]), global_batch, bits)
     stats[f"validation_{bits}"] = None
     if accelerator.is_main_process:
         model = result.model.eval()
         if args.num_validation_sequences > 0 and len(data["validation"]):
+            stats["num_validation_examples"] = min(args.num_validation_sequences, len(data["validation"]))
             stats[f"validation_{bits}"] = validation_bits(model, data["validation"], args.num_validation_sequences,
                                                           unit, seed=args.seed)
         model.save_pretrained(args.output_dir)
@@ -100,4 +118,6 @@ def train_flow(
         write_model_card(args, stats, samples)
     accelerator.wait_for_everyone()
     accelerator.end_training()
+    if getattr(args, "push_to_hub", False) and accelerator.is_main_process:
+        push_training_output(args, result.global_step)
     return stats
