@@ -8,6 +8,7 @@ from .cityscapes import (
     load_cityscapes,
     nearest_resize,
 )
+from .eight_gaussians import eight_gaussians_entropy, eight_gaussians_pmf, sample_eight_gaussians
 from .synthetic_maps import random_rectangle_maps, synthetic_segmentation_dataset, write_synthetic_gtfine
 from .text import (
     bundled_text8_path,
@@ -36,6 +37,9 @@ __all__ = [
     "CITYSCAPES_CATEGORY_NAMES",
     "CITYSCAPES_CATEGORY_COLORS",
     "CITYSCAPES_LABEL_TO_CATEGORY",
+    "eight_gaussians_entropy",
+    "eight_gaussians_pmf",
+    "sample_eight_gaussians",
     "random_rectangle_maps",
     "synthetic_segmentation_dataset",
     "write_synthetic_gtfine",

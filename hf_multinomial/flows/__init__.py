@@ -9,6 +9,7 @@ imports into the saved folder for `trust_remote_code=True`.
 
 from .cartesian import CartesianEncoding
 from .configuration_argmax_flow import ArgmaxFlowConfig
+from .discrete_flow import DiscreteFlow
 from .density import AutoregressiveFlow, CouplingFlow, DensityFlow, StandardNormalFlow
 from .modeling_argmax_flow import ArgmaxFlowModel, ArgmaxFlowOutput
 from .surjections import ArgmaxInverse, argmax_decode, gumbel_threshold, make_argmax_inverse, threshold
@@ -22,6 +23,7 @@ __all__ = [
     "CartesianEncoding",
     "CouplingFlow",
     "DensityFlow",
+    "DiscreteFlow",
     "StandardNormalFlow",
     "argmax_decode",
     "gumbel_threshold",
