@@ -3,7 +3,7 @@
 __version__ = "0.1.0"
 
 from .data import CharVocabulary
-from .flows import ArgmaxFlowConfig, ArgmaxFlowModel
+from .flows import ArgmaxFlowConfig, ArgmaxFlowModel, SegmentationFlowConfig, SegmentationFlowModel
 from .models import MultinomialTransformer, MultinomialTransformerOutput, SegmentationUNet, SegmentationUNetOutput
 from .pipelines import DiscreteDiffusionPipeline, DiscreteDiffusionPipelineOutput
 from .schedulers import ImportanceTimestepSampler, MultinomialScheduler, MultinomialSchedulerOutput
@@ -14,7 +14,9 @@ def _register_auto_classes():
     `save_pretrained`) makes a saved folder load with `trust_remote_code=True` where the package is not installed."""
     from transformers import AutoConfig, AutoModel
 
-    for config_class, model_class in ((ArgmaxFlowConfig, ArgmaxFlowModel),):
+    for config_class, model_class in (
+        (ArgmaxFlowConfig, ArgmaxFlowModel), (SegmentationFlowConfig, SegmentationFlowModel)
+    ):
         AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
         AutoModel.register(config_class, model_class, exist_ok=True)
         config_class.register_for_auto_class()

@@ -12,6 +12,8 @@ from .configuration_argmax_flow import ArgmaxFlowConfig
 from .discrete_flow import DiscreteFlow
 from .density import AutoregressiveFlow, CouplingFlow, DensityFlow, StandardNormalFlow
 from .modeling_argmax_flow import ArgmaxFlowModel, ArgmaxFlowOutput
+from .configuration_segmentation_flow import SegmentationFlowConfig
+from .modeling_segmentation_flow import SegmentationFlowModel, SegmentationFlowOutput
 from .surjections import ArgmaxInverse, argmax_decode, gumbel_threshold, make_argmax_inverse, threshold
 
 __all__ = [
@@ -24,6 +26,9 @@ __all__ = [
     "CouplingFlow",
     "DensityFlow",
     "DiscreteFlow",
+    "SegmentationFlowConfig",
+    "SegmentationFlowModel",
+    "SegmentationFlowOutput",
     "StandardNormalFlow",
     "argmax_decode",
     "gumbel_threshold",
