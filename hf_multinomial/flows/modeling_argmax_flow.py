@@ -172,6 +172,12 @@ class ArgmaxFlowModel(ArgmaxFlowPreTrainedModel):
         return torch.logsumexp(bounds, dim=1) - math.log(num_samples)
 
     @torch.no_grad()
+    def sample_codes(self, batch_size: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """One sampling pass, v ~ p(v) then the argmax digit by digit: `(batch_size, seq_len)` codes, which may
+        include the unused Cartesian codes >= K (see [`~ArgmaxFlowModel.sample`])."""
+        return self.encoding.decode(self.inverse.decode(self.flow.sample(batch_size, generator=generator)))
+
+    @torch.no_grad()
     def sample(self, batch_size: int, generator: Optional[torch.Generator] = None, max_rounds: int = 100):
         """
         Draw `batch_size` sequences, `torch.LongTensor` of shape `(batch_size, seq_len)`: v ~ p(v), then
@@ -184,8 +190,7 @@ class ArgmaxFlowModel(ArgmaxFlowPreTrainedModel):
         result = torch.empty(batch_size, self.config.seq_len, dtype=torch.long, device=self.device)
         todo = torch.arange(batch_size, device=self.device)
         for _ in range(max_rounds):
-            v = self.flow.sample(len(todo), generator=generator)
-            ids = self.encoding.decode(self.inverse.decode(v))
+            ids = self.sample_codes(len(todo), generator=generator)
             valid = (ids < self.config.vocab_size).all(dim=1)
             result[todo[valid]] = ids[valid]
             todo = todo[~valid]

@@ -9,14 +9,13 @@ and the final model, vocabulary and model card. The loop is [`hf_multinomial.tra
 
 import argparse
 import os
-import sys
 from typing import Any, Dict, List, Optional
 
 from accelerate.utils import set_seed
 
 from ..flows.configuration_argmax_flow import FLOW_TYPES, INVERSES, ArgmaxFlowConfig
 from ..flows.modeling_argmax_flow import ArgmaxFlowModel
-from .arguments import add_training_arguments, apply_preset, launch_command, training_config
+from .arguments import add_training_arguments, apply_preset, launch_command, parse_script_args, training_config
 from .flows import flow_bound, train_flow
 from .hub import card_loading
 from .model_card import bits_eval_result, build_model_card
@@ -47,9 +46,12 @@ PRESETS: Dict[str, Dict[str, Any]] = {
     "small_ar": dict(_PAPER_AR, vocabulary="text8", seq_len=64, hidden_size=256, num_layers=1, context_size=64,
                      input_dropout=0.0, train_batch_size=32, lr_warmup_steps=20, max_grad_norm=1.0,
                      num_train_epochs=3, checkpointing_steps=250),
+    # 4-minute trials on the bundled text picked these over 27 logistics, context 64, lr 1e-3, base 3 and 8 steps of
+    # width 64 (validation bpc 4.11 against 4.23-4.46); coupling flows learn far more slowly than the AR flow.
     "small_coupling": dict(_PAPER_COUPLING, vocabulary="text8", seq_len=64, hidden_size=128, num_layers=1,
-                           num_flow_steps=4, context_size=64, input_dropout=0.0, train_batch_size=32,
-                           lr_warmup_steps=20, max_grad_norm=1.0, num_train_epochs=3, checkpointing_steps=250),
+                           num_flow_steps=4, num_mixtures=8, context_size=128, input_dropout=0.0,
+                           train_batch_size=32, learning_rate=3e-3, lr_warmup_steps=20, max_grad_norm=1.0,
+                           num_train_epochs=3, checkpointing_steps=250),
     # For tests: a second per few dozen steps.
     "tiny": dict(_PAPER_COUPLING, vocabulary="text8", seq_len=16, hidden_size=16, num_layers=1, num_flow_steps=2,
                  num_mixtures=4, context_size=8, input_dropout=0.0, train_batch_size=8, max_grad_norm=1.0,
@@ -88,9 +90,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """Parse flags (`sys.argv[1:]` by default) and fill the unset ones from the preset."""
-    args = build_arg_parser().parse_args(argv)
-    args.command_line = ["train_argmax_flow.py", *(sys.argv[1:] if argv is None else argv)]
-    return resolve_preset(args)
+    return parse_script_args(build_arg_parser(), "train_argmax_flow.py", argv, resolve_preset)
 
 
 def resolve_preset(args: argparse.Namespace) -> argparse.Namespace:

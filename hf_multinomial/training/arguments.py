@@ -4,9 +4,9 @@ model cards show (the cards themselves are built in `model_card.py`)."""
 
 import argparse
 import shlex
+import sys
 
 from .hub import add_hub_arguments
-from .model_card import model_card_template  # noqa: F401  (its home is model_card.py; kept importable from here)
 from .trainer import TrainingConfig
 
 
@@ -65,6 +65,14 @@ def apply_preset(args: argparse.Namespace, preset: dict) -> argparse.Namespace:
 
 
 SECRET_FLAGS = ("--hub_token",)
+
+
+def parse_script_args(parser: argparse.ArgumentParser, script: str, argv, resolve) -> argparse.Namespace:
+    """Parse `argv` (`sys.argv[1:]` when None) with `parser`, remember the command line for the model card (as
+    `script` plus the flags), and return `resolve(args)` (the preset and checks of the task)."""
+    args = parser.parse_args(argv)
+    args.command_line = [script, *(sys.argv[1:] if argv is None else argv)]
+    return resolve(args)
 
 
 def launch_command(args: argparse.Namespace):

@@ -120,20 +120,9 @@ def train_diffusion(
     result = train_loop(pipeline.denoiser, data["train"], objective, config, accelerator=accelerator,
                         on_checkpoint=checkpoint_pusher(args, accelerator.is_main_process))
 
-    tail = result.history[-max(1, len(result.history) // 10):]
     global_batch = config.train_batch_size * accelerator.num_processes * config.gradient_accumulation_steps
-    stats: Dict[str, Any] = {
-        "output_dir": args.output_dir,
-        "global_step": result.global_step,
-        "epochs": round(result.global_step / max(1, len(data["train"]) // global_batch), 4),
-        "train_time_s": round(result.train_time_s, 2),
-        "stopped_early": result.stopped_early,
-        "train_loss": sum(h["loss"] for h in tail) / len(tail) if tail else None,
-        f"train_{bits}": sum(h[bits] for h in tail) / len(tail) if tail else None,
-        "num_parameters": sum(p.numel() for p in result.model.parameters()),
-        f"validation_{bits}_estimate": None,
-        "history": result.history,
-    }
+    stats = result.summary(args.output_dir, len(data["train"]), global_batch, bits)
+    stats[f"validation_{bits}_estimate"] = None
     if accelerator.is_main_process:
         pipeline.denoiser = result.model.eval()
         if args.num_validation_sequences > 0 and len(data["validation"]):

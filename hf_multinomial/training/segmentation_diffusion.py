@@ -10,7 +10,6 @@ final pipeline (colour-coded with the Cityscapes category colours) and model car
 
 import argparse
 import os
-import sys
 from typing import Any, Dict, List, Optional
 
 from accelerate.utils import set_seed
@@ -20,7 +19,7 @@ from ..models.unet_segmentation import SegmentationUNet
 from ..pipelines.image_utils import make_grid
 from ..pipelines.pipeline_discrete_diffusion import DiscreteDiffusionPipeline
 from ..schedulers import MultinomialScheduler
-from .arguments import add_training_arguments, apply_preset, launch_command, training_config
+from .arguments import add_training_arguments, apply_preset, launch_command, parse_script_args, training_config
 from .diffusion import train_diffusion
 from .hub import card_loading
 from .model_card import bits_eval_result, build_model_card, diffusion_bound
@@ -89,9 +88,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """Parse flags (`sys.argv[1:]` by default) and fill the unset ones from the preset."""
-    args = build_arg_parser().parse_args(argv)
-    args.command_line = ["train_segmentation_diffusion.py", *(sys.argv[1:] if argv is None else argv)]
-    return resolve_preset(args)
+    return parse_script_args(build_arg_parser(), "train_segmentation_diffusion.py", argv, resolve_preset)
 
 
 def resolve_preset(args: argparse.Namespace) -> argparse.Namespace:

@@ -12,7 +12,6 @@ Appendix B.2): presets, data, the model, the held-out evaluation (ELBO and IWBO)
 import argparse
 import json
 import os
-import sys
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -23,7 +22,7 @@ from ..evaluation import bits_per_unit, flow_negative_log_likelihood
 from ..flows.configuration_segmentation_flow import SEGMENTATION_MODELS, SegmentationFlowConfig
 from ..flows.modeling_segmentation_flow import SegmentationFlowModel
 from ..pipelines.image_utils import make_grid
-from .arguments import add_training_arguments, apply_preset, launch_command, training_config
+from .arguments import add_training_arguments, apply_preset, launch_command, parse_script_args, training_config
 from .flows import flow_bound, train_flow
 from .hub import card_loading
 from .model_card import bits_eval_result, build_model_card
@@ -119,9 +118,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """Parse flags (`sys.argv[1:]` by default) and fill the unset ones from the preset."""
-    args = build_arg_parser().parse_args(argv)
-    args.command_line = ["train_segmentation_flow.py", *(sys.argv[1:] if argv is None else argv)]
-    return resolve_preset(args)
+    return parse_script_args(build_arg_parser(), "train_segmentation_flow.py", argv, resolve_preset)
 
 
 def resolve_preset(args: argparse.Namespace) -> argparse.Namespace:

@@ -11,7 +11,6 @@ The loop itself is [`hf_multinomial.training.trainer.train_loop`]; all diffusion
 
 import argparse
 import os
-import sys
 from typing import Any, Dict, List, Optional
 
 from accelerate.utils import set_seed
@@ -21,7 +20,7 @@ from ..data.text import bundled_text8_path
 from ..models import MultinomialTransformer
 from ..schedulers import MultinomialScheduler
 from ..pipelines.pipeline_discrete_diffusion import DiscreteDiffusionPipeline
-from .arguments import add_training_arguments, apply_preset, launch_command, training_config
+from .arguments import add_training_arguments, apply_preset, launch_command, parse_script_args, training_config
 from .diffusion import train_diffusion
 from .hub import card_loading
 from .model_card import bits_eval_result, build_model_card, diffusion_bound
@@ -115,9 +114,7 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """Parse flags (`sys.argv[1:]` by default) and fill the unset ones from the preset."""
-    args = build_arg_parser().parse_args(argv)
-    args.command_line = ["train_text_diffusion.py", *(sys.argv[1:] if argv is None else argv)]
-    return resolve_preset(args)
+    return parse_script_args(build_arg_parser(), "train_text_diffusion.py", argv, resolve_preset)
 
 
 def resolve_preset(args: argparse.Namespace) -> argparse.Namespace:
