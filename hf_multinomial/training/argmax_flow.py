@@ -15,10 +15,9 @@ from accelerate.utils import set_seed
 
 from ..flows.configuration_argmax_flow import FLOW_TYPES, INVERSES, ArgmaxFlowConfig
 from ..flows.modeling_argmax_flow import ArgmaxFlowModel
-from .arguments import add_training_arguments, apply_preset, launch_command, parse_script_args, training_config
+from .arguments import add_training_arguments, apply_preset, parse_script_args, training_config
 from .flows import flow_bound, train_flow
-from .hub import card_loading
-from .model_card import bits_eval_result, build_model_card
+from .model_card import bits_eval_result, training_model_card
 from .text_diffusion import (add_text_data_arguments, data_description, dataset_id, load_data,
                              resolve_text_data_arguments)
 from .trainer import make_accelerator
@@ -130,20 +129,17 @@ def model_card(args: argparse.Namespace, stats: Dict[str, Any], samples: List[st
     """A `huggingface_hub.ModelCard` filled from `model_cards/argmax_flow.md`, with the validation ELBO in its
     `model-index` (`hf-multinomial bpc` adds held-out results, e.g. the IWBO, to the saved card)."""
     type_, name = dataset_id(args)
-    loading = card_loading(args, remote_code=False)  # main holds auto_map and the modeling files already
     results = []
     if stats.get("validation_bpc") is not None:
         results.append(bits_eval_result(
             stats["validation_bpc"], "bpc", flow_bound(1), dataset_type=type_, dataset_name=name,
             dataset_split="validation", num_examples=stats.get("num_validation_examples"),
         ))
-    hyperparameters = {
-        key: getattr(args, key)
-        for key in ("preset", "seq_len", *MODEL_KEYS, "train_batch_size", "gradient_accumulation_steps", "optimizer",
-                    "learning_rate", "lr_decay_per_epoch", "lr_warmup_steps", "max_grad_norm", "seed")
-    }
-    return build_model_card(
-        "argmax_flow",
+    return training_model_card(
+        "argmax_flow", args, stats,
+        hyperparameter_keys=("preset", "seq_len", *MODEL_KEYS, "train_batch_size", "gradient_accumulation_steps",
+                             "optimizer", "learning_rate", "lr_decay_per_epoch", "lr_warmup_steps", "max_grad_norm",
+                             "seed"),
         card_data_kwargs=dict(
             library_name="transformers",  # loaded with AutoModel (registered on import, or through auto_map)
             datasets={"text8": ["text8"], "enwik8": ["enwik8"]}.get(args.dataset),
@@ -151,18 +147,12 @@ def model_card(args: argparse.Namespace, stats: Dict[str, Any], samples: List[st
             tags=["argmax-flow", "normalizing-flow", "text-generation", "character-level", "hf-multinomial"],
             pipeline_tag="text-generation",
         ),
-        template_kwargs=dict(
-            data_description=data_description(args),
-            command=launch_command(args),
-            hyperparameters=hyperparameters,
-            stats={k: v for k, v in stats.items() if k != "history"},
-            samples=list(samples),
-            byte_level=args.vocabulary == "bytes",
-            on_hub=bool(args.push_to_hub),
-            **loading,
-        ),
         eval_results=results,
-        model_name=os.path.basename(os.path.normpath(loading["model_id"])),
+        remote_code=False,  # main holds auto_map and the modeling files already
+        data_description=data_description(args),
+        samples=list(samples),
+        byte_level=args.vocabulary == "bytes",
+        on_hub=bool(args.push_to_hub),
     )
 
 

@@ -145,3 +145,34 @@ def update_model_card_results(path: str, eval_results: Iterable, model_name: Opt
     card.data.model_name = card.data.model_name or model_name or "model"
     card.save(path)
     return card.data.eval_results
+
+
+def training_model_card(
+    template_name: str,
+    args,
+    stats: Dict[str, Any],
+    hyperparameter_keys: Iterable[str],
+    card_data_kwargs: Dict[str, Any],
+    eval_results: Iterable = (),
+    remote_code: bool = True,
+    **template_kwargs,
+):
+    """
+    The model card of a training run, rendered from `model_cards/{template_name}.md`: the `accelerate launch`
+    command, the hyperparameters named by `hyperparameter_keys` (read from `args`), the run's figures (`stats`
+    without its history), how to load the model ([`card_loading`]; `remote_code`: whether an exported copy is pushed
+    for `trust_remote_code`), the `model-index` results, and any further template variables.
+    """
+    from .arguments import launch_command
+    from .hub import card_loading
+
+    loading = card_loading(args, remote_code=remote_code)
+    template_kwargs = dict(
+        command=launch_command(args),
+        hyperparameters={key: getattr(args, key) for key in hyperparameter_keys},
+        stats={k: v for k, v in stats.items() if k != "history"},
+        **loading,
+        **template_kwargs,
+    )
+    return build_model_card(template_name, card_data_kwargs, template_kwargs, eval_results,
+                            model_name=os.path.basename(os.path.normpath(loading["model_id"])))

@@ -19,10 +19,9 @@ from ..models.unet_segmentation import SegmentationUNet
 from ..pipelines.image_utils import make_grid
 from ..pipelines.pipeline_discrete_diffusion import DiscreteDiffusionPipeline
 from ..schedulers import MultinomialScheduler
-from .arguments import add_training_arguments, apply_preset, launch_command, parse_script_args, training_config
+from .arguments import add_training_arguments, apply_preset, parse_script_args, training_config
 from .diffusion import train_diffusion
-from .hub import card_loading
-from .model_card import bits_eval_result, build_model_card, diffusion_bound
+from .model_card import bits_eval_result, diffusion_bound, training_model_card
 from .trainer import make_accelerator
 
 # The paper's Cityscapes setting (T = 4000, batch 64, lr 1e-4 with warm-up, dropout 0.1) and two small ones.
@@ -126,15 +125,22 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
                            card_output_type="np")
 
 
-def write_model_card(args: argparse.Namespace, stats: Dict[str, Any], samples: list) -> str:
-    """Save the samples (class-id maps) as a colour-coded `samples.png` grid and fill `model_cards/segmentation_diffusion.md`
-    into `README.md`, with the one-t validation estimate in its `model-index`."""
+def card_samples_and_dataset(args: argparse.Namespace, samples):
+    """Save the card's samples (class-id maps) as a colour-coded `samples.png` grid in `args.output_dir`; returns
+    `(image file name or None, dataset id, dataset name)` for the segmentation model cards."""
     sample_image = None
     if len(samples):
         sample_image = "samples.png"
         make_grid(samples, palette=CITYSCAPES_CATEGORY_COLORS, scale=2).save(os.path.join(args.output_dir, sample_image))
-    dataset_type, dataset_name = (("cityscapes", "Cityscapes (8 categories)") if args.data_root
-                                  else ("hf-multinomial/synthetic-street-maps", "synthetic street-scene maps"))
+    if args.data_root:
+        return sample_image, "cityscapes", "Cityscapes (8 categories)"
+    return sample_image, "hf-multinomial/synthetic-street-maps", "synthetic street-scene maps"
+
+
+def write_model_card(args: argparse.Namespace, stats: Dict[str, Any], samples: list) -> str:
+    """Save the samples as `samples.png` and fill `model_cards/segmentation_diffusion.md` into `README.md`, with the
+    one-t validation estimate in its `model-index`."""
+    sample_image, dataset_type, dataset_name = card_samples_and_dataset(args, samples)
     results = []
     if stats.get("validation_bpp_estimate") is not None:
         results.append(bits_eval_result(
@@ -142,29 +148,18 @@ def write_model_card(args: argparse.Namespace, stats: Dict[str, Any], samples: l
             dataset_type=dataset_type, dataset_name=dataset_name, dataset_split="validation",
             num_examples=stats.get("num_validation_examples"),
         ))
-    hyperparameters = {
-        key: getattr(args, key)
-        for key in ("preset", "height", "width", "num_train_timesteps", *MODEL_KEYS, "train_batch_size",
-                    "gradient_accumulation_steps", "learning_rate", "lr_decay_per_epoch", "lr_warmup_steps",
-                    "max_grad_norm", "aux_loss_weight", "mixed_precision", "use_ema", "ema_decay", "seed")
-    }
-    loading = card_loading(args)
-    card = build_model_card(
-        "segmentation_diffusion",
+    card = training_model_card(
+        "segmentation_diffusion", args, stats,
+        hyperparameter_keys=("preset", "height", "width", "num_train_timesteps", *MODEL_KEYS, "train_batch_size",
+                             "gradient_accumulation_steps", "learning_rate", "lr_decay_per_epoch", "lr_warmup_steps",
+                             "max_grad_norm", "aux_loss_weight", "mixed_precision", "use_ema", "ema_decay", "seed"),
         card_data_kwargs=dict(
             datasets=["cityscapes"] if args.data_root else None,
             tags=["multinomial-diffusion", "discrete-diffusion", "segmentation-maps", "hf-multinomial"],
         ),
-        template_kwargs=dict(
-            data_description=dataset_name,
-            command=launch_command(args),
-            hyperparameters=hyperparameters,
-            stats={k: v for k, v in stats.items() if k != "history"},
-            sample_image=sample_image,
-            **loading,
-        ),
         eval_results=results,
-        model_name=os.path.basename(os.path.normpath(loading["model_id"])),
+        data_description=dataset_name,
+        sample_image=sample_image,
     )
     path = os.path.join(args.output_dir, "README.md")
     card.save(path)

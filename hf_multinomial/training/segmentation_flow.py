@@ -21,12 +21,10 @@ from ..data import CITYSCAPES_CATEGORY_COLORS
 from ..evaluation import bits_per_unit, flow_negative_log_likelihood
 from ..flows.configuration_segmentation_flow import SEGMENTATION_MODELS, SegmentationFlowConfig
 from ..flows.modeling_segmentation_flow import SegmentationFlowModel
-from ..pipelines.image_utils import make_grid
-from .arguments import add_training_arguments, apply_preset, launch_command, parse_script_args, training_config
+from .arguments import add_training_arguments, apply_preset, parse_script_args, training_config
 from .flows import flow_bound, train_flow
-from .hub import card_loading
-from .model_card import bits_eval_result, build_model_card
-from .segmentation_diffusion import load_data
+from .model_card import bits_eval_result, training_model_card
+from .segmentation_diffusion import card_samples_and_dataset, load_data
 from .trainer import make_accelerator
 
 # The paper's Cityscapes setting (Appendix B.2: 4 levels of 10 subflows, q with 8 subflows, batch 64, Adamax lr 1e-3,
@@ -194,16 +192,9 @@ def train(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def write_model_card(args: argparse.Namespace, stats: Dict[str, Any], samples) -> str:
-    """Save the samples (class-id maps) as a colour-coded `samples.png` grid and fill
-    `model_cards/segmentation_flow.md` into `README.md`, with the validation ELBO and the test ELBO and IWBO in its
-    `model-index`."""
-    sample_image = None
-    if len(samples):
-        sample_image = "samples.png"
-        grid = make_grid(samples, palette=CITYSCAPES_CATEGORY_COLORS, scale=2)
-        grid.save(os.path.join(args.output_dir, sample_image))
-    dataset_type, dataset_name = (("cityscapes", "Cityscapes (8 categories)") if args.data_root
-                                  else ("hf-multinomial/synthetic-street-maps", "synthetic street-scene maps"))
+    """Save the samples as `samples.png` and fill `model_cards/segmentation_flow.md` into `README.md`, with the
+    validation ELBO and the test ELBO and IWBO in its `model-index`."""
+    sample_image, dataset_type, dataset_name = card_samples_and_dataset(args, samples)
     results = []
     for key, split, k, count in (
         ("validation_bpp", "validation", 1, stats.get("num_validation_examples")),
@@ -213,29 +204,20 @@ def write_model_card(args: argparse.Namespace, stats: Dict[str, Any], samples) -
         if stats.get(key) is not None:
             results.append(bits_eval_result(stats[key], "bpp", flow_bound(k), dataset_type=dataset_type,
                                             dataset_name=dataset_name, dataset_split=split, num_examples=count))
-    hyperparameters = {
-        key: getattr(args, key)
-        for key in ("preset", "height", "width", *MODEL_KEYS, "train_batch_size", "gradient_accumulation_steps",
-                    "optimizer", "learning_rate", "lr_warmup_steps", "lr_decay_per_epoch", "max_grad_norm", "seed")
-    }
-    loading = card_loading(args, remote_code=False)  # the saved folder holds auto_map and the modeling files
-    card = build_model_card(
-        "segmentation_flow",
+    card = training_model_card(
+        "segmentation_flow", args, stats,
+        hyperparameter_keys=("preset", "height", "width", *MODEL_KEYS, "train_batch_size",
+                             "gradient_accumulation_steps", "optimizer", "learning_rate", "lr_warmup_steps",
+                             "lr_decay_per_epoch", "max_grad_norm", "seed"),
         card_data_kwargs=dict(
             library_name="transformers",  # loaded with AutoModel (registered on import, or through auto_map)
             datasets=["cityscapes"] if args.data_root else None,
             tags=["argmax-flow", "normalizing-flow", "segmentation-maps", "hf-multinomial"],
         ),
-        template_kwargs=dict(
-            data_description=dataset_name,
-            command=launch_command(args),
-            hyperparameters=hyperparameters,
-            stats={k: v for k, v in stats.items() if k != "history"},
-            sample_image=sample_image,
-            **loading,
-        ),
         eval_results=results,
-        model_name=os.path.basename(os.path.normpath(loading["model_id"])),
+        remote_code=False,  # the saved folder holds auto_map and the modeling files
+        data_description=dataset_name,
+        sample_image=sample_image,
     )
     path = os.path.join(args.output_dir, "README.md")
     card.save(path)

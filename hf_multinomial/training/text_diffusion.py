@@ -20,10 +20,9 @@ from ..data.text import bundled_text8_path
 from ..models import MultinomialTransformer
 from ..schedulers import MultinomialScheduler
 from ..pipelines.pipeline_discrete_diffusion import DiscreteDiffusionPipeline
-from .arguments import add_training_arguments, apply_preset, launch_command, parse_script_args, training_config
+from .arguments import add_training_arguments, apply_preset, parse_script_args, training_config
 from .diffusion import train_diffusion
-from .hub import card_loading
-from .model_card import bits_eval_result, build_model_card, diffusion_bound
+from .model_card import bits_eval_result, diffusion_bound, training_model_card
 from .trainer import make_accelerator
 
 
@@ -206,7 +205,6 @@ def model_card(args: argparse.Namespace, stats: Dict[str, Any], samples: List[st
     """A `huggingface_hub.ModelCard` filled from `model_cards/text_diffusion.md`, with the one-t validation estimate in
     its `model-index` (push it with `card.push_to_hub`)."""
     type_, name = dataset_id(args)
-    loading = card_loading(args)
     results = []
     if stats.get("validation_bpc_estimate") is not None:
         results.append(bits_eval_result(
@@ -214,31 +212,21 @@ def model_card(args: argparse.Namespace, stats: Dict[str, Any], samples: List[st
             dataset_type=type_, dataset_name=name, dataset_split="validation",
             num_examples=stats.get("num_validation_examples"),
         ))
-    hyperparameters = {
-        key: getattr(args, key)
-        for key in ("preset", "seq_len", "num_train_timesteps", *MODEL_KEYS, "train_batch_size",
-                    "gradient_accumulation_steps", "learning_rate", "lr_decay_per_epoch", "lr_warmup_steps",
-                    "max_grad_norm", "aux_loss_weight", "mixed_precision", "use_ema", "ema_decay", "seed")
-    }
-    return build_model_card(
-        "text_diffusion",
+    return training_model_card(
+        "text_diffusion", args, stats,
+        hyperparameter_keys=("preset", "seq_len", "num_train_timesteps", *MODEL_KEYS, "train_batch_size",
+                             "gradient_accumulation_steps", "learning_rate", "lr_decay_per_epoch", "lr_warmup_steps",
+                             "max_grad_norm", "aux_loss_weight", "mixed_precision", "use_ema", "ema_decay", "seed"),
         card_data_kwargs=dict(
             datasets={"text8": ["text8"], "enwik8": ["enwik8"]}.get(args.dataset),
             language=["en"] if args.vocabulary == "text8" else None,
             tags=["multinomial-diffusion", "discrete-diffusion", "text-generation", "character-level", "hf-multinomial"],
             pipeline_tag="text-generation",
         ),
-        template_kwargs=dict(
-            data_description=data_description(args),
-            command=launch_command(args),
-            hyperparameters=hyperparameters,
-            stats={k: v for k, v in stats.items() if k != "history"},
-            samples=list(samples),
-            vocabulary_size=256 if args.vocabulary == "bytes" else 27,
-            **loading,
-        ),
         eval_results=results,
-        model_name=os.path.basename(os.path.normpath(loading["model_id"])),
+        data_description=data_description(args),
+        samples=list(samples),
+        vocabulary_size=256 if args.vocabulary == "bytes" else 27,
     )
 
 
