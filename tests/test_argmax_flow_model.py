@@ -17,6 +17,7 @@ from hf_multinomial.cli import main as cli_main
 from hf_multinomial.data.text import bundled_text8_path
 from hf_multinomial.flows import ArgmaxFlowConfig, ArgmaxFlowModel
 from hf_multinomial.training.argmax_flow import parse_args, train
+from remote_code import BLOCK_HF_MULTINOMIAL
 
 
 def small_model(**overrides):
@@ -122,20 +123,10 @@ def test_trust_remote_code_without_the_package(tmp_path):
     assert config["auto_map"]["AutoModel"].endswith("ArgmaxFlowModel")
     expected = model.sample(3, generator=torch.Generator().manual_seed(4)).tolist()
     # A fresh interpreter in which `import hf_multinomial` fails: only the files saved with the model are used.
-    script = textwrap.dedent(f"""
-        import importlib.abc, json, sys
-        class Block(importlib.abc.MetaPathFinder):
-            def find_spec(self, name, path, target=None):
-                if name.split(".")[0] == "hf_multinomial":
-                    raise ImportError("hf_multinomial is blocked in this test")
-        sys.meta_path.insert(0, Block())
+    script = BLOCK_HF_MULTINOMIAL + textwrap.dedent(f"""
+        import json
         import torch
         from transformers import AutoModel
-        try:
-            import hf_multinomial
-            raise SystemExit("hf_multinomial importable")
-        except ImportError:
-            pass
         model = AutoModel.from_pretrained({str(tmp_path / "model")!r}, trust_remote_code=True).eval()
         assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
         print(json.dumps(model.sample(3, generator=torch.Generator().manual_seed(4)).tolist()))

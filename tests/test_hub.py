@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from hf_multinomial.data.text import bundled_text8_path
+from remote_code import BLOCK_HF_MULTINOMIAL
 from hub_server import git_blob_sha1, hub_env, hub_online, local_hub  # noqa: F401  (fixtures)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -208,20 +209,6 @@ def test_push_folder_to_hub_api(hub_online, tmp_path):
 
 FLOW_SCRIPT = REPO / "scripts" / "train_argmax_flow.py"
 
-# A fresh interpreter in which `import hf_multinomial` fails, so that only the files pushed with the model are used.
-BLOCK_HF_MULTINOMIAL = """
-import importlib.abc, sys
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name.split(".")[0] == "hf_multinomial":
-            raise ImportError("hf_multinomial is blocked in this test")
-sys.meta_path.insert(0, Block())
-try:
-    import hf_multinomial
-    raise SystemExit("hf_multinomial importable")
-except ImportError:
-    pass
-"""
 
 
 def test_argmax_flow_pushes_and_auto_model_round_trips(local_hub, tmp_path, text_file):
