@@ -43,7 +43,7 @@ import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
@@ -173,6 +173,16 @@ class HubHandler(BaseHTTPRequestHandler):
             self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}", head=head)
         return sha
 
+    def _snapshot(self, repo: str, revision: str, head: bool = False) -> Optional[Tuple[Repo, str, Dict[str, bytes]]]:
+        """`(repo, commit sha, files)` at `revision`, or None after answering 404 for an unknown repo or revision."""
+        found = self._repo(repo, head=head)
+        if found is None:
+            return None
+        sha = self._revision(found, revision, head=head)
+        if sha is None:
+            return None
+        return found, sha, found.commits[sha]["files"]
+
     # ----------------------------------------------------------------------------------------- endpoints
 
     def create_repo(self, body, **_):
@@ -259,13 +269,10 @@ class HubHandler(BaseHTTPRequestHandler):
                          "success": True, "pullRequestUrl": None})
 
     def model_info(self, repo, revision="main", **_):
-        found = self._repo(repo)
-        if found is None:
+        snapshot = self._snapshot(repo, revision)
+        if snapshot is None:
             return
-        sha = self._revision(found, revision)
-        if sha is None:
-            return
-        files = found.commits[sha]["files"]
+        found, sha, files = snapshot
         self._json(200, {
             "id": repo, "modelId": repo, "author": repo.split("/")[0], "sha": sha, "private": found.private,
             "disabled": False, "gated": False, "downloads": 0, "likes": 0, "tags": [],
@@ -292,13 +299,10 @@ class HubHandler(BaseHTTPRequestHandler):
         return entries
 
     def tree(self, repo, revision, query, subpath=None, **_):
-        found = self._repo(repo)
-        if found is None:
+        snapshot = self._snapshot(repo, revision)
+        if snapshot is None:
             return
-        sha = self._revision(found, revision)
-        if sha is None:
-            return
-        files = found.commits[sha]["files"]
+        _, _, files = snapshot
         prefix = (subpath or "").strip("/")
         if prefix and not any(path.startswith(prefix + "/") for path in files):
             return self._error(404, "EntryNotFound", f"{prefix} does not exist on {revision}")
@@ -306,13 +310,10 @@ class HubHandler(BaseHTTPRequestHandler):
         self._json(200, self._entries(files, prefix, recursive))
 
     def paths_info(self, repo, revision, body, **_):
-        found = self._repo(repo)
-        if found is None:
+        snapshot = self._snapshot(repo, revision)
+        if snapshot is None:
             return
-        sha = self._revision(found, revision)
-        if sha is None:
-            return
-        files = found.commits[sha]["files"]
+        _, _, files = snapshot
         form = parse_qs(body.decode())
         paths = form.get("paths", [])
         if not paths and body.strip().startswith(b"{"):
@@ -327,13 +328,11 @@ class HubHandler(BaseHTTPRequestHandler):
         self._json(200, result)
 
     def resolve(self, repo, revision, filename, head, **_):
-        found = self._repo(repo, head=head)
-        if found is None:
+        snapshot = self._snapshot(repo, revision, head=head)
+        if snapshot is None:
             return
-        sha = self._revision(found, revision, head=head)
-        if sha is None:
-            return
-        data = found.commits[sha]["files"].get(filename)
+        _, sha, files = snapshot
+        data = files.get(filename)
         if data is None:
             return self._error(404, "EntryNotFound", f"{filename} does not exist on {revision}", head=head, commit=sha)
         oid = git_blob_sha1(data)
