@@ -13,6 +13,7 @@ from transformers.utils import ModelOutput
 from .cartesian import CartesianEncoding
 from .configuration_argmax_flow import ArgmaxFlowConfig
 from .density import AutoregressiveFlow, CouplingFlow, StandardNormalFlow
+from .likelihood import importance_weighted_bound, sample_valid
 from .surjections import make_argmax_inverse
 
 
@@ -162,14 +163,8 @@ class ArgmaxFlowModel(ArgmaxFlowPreTrainedModel):
             batch_size (`int`, *optional*): rows per forward pass (the `B * k` rows are cut into chunks of this
                 size); default: all at once.
         """
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be at least 1, got {num_samples}")
         self._check_input_ids(input_ids)
-        repeated = input_ids.repeat_interleave(num_samples, dim=0)
-        chunk = batch_size or repeated.shape[0]
-        bounds = torch.cat([self.sample_bound(part, generator) for part in repeated.split(chunk)])
-        bounds = bounds.view(input_ids.shape[0], num_samples).double()
-        return torch.logsumexp(bounds, dim=1) - math.log(num_samples)
+        return importance_weighted_bound(self.sample_bound, input_ids, num_samples, generator, batch_size)
 
     @torch.no_grad()
     def sample_codes(self, batch_size: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
@@ -187,19 +182,10 @@ class ArgmaxFlowModel(ArgmaxFlowPreTrainedModel):
         (this samples the model conditioned on valid sequences, whose probabilities are at least the model's).
         After `max_rounds` draws that still leave invalid sequences a `RuntimeError` says so.
         """
-        result = torch.empty(batch_size, self.config.seq_len, dtype=torch.long, device=self.device)
-        todo = torch.arange(batch_size, device=self.device)
-        for _ in range(max_rounds):
-            ids = self.sample_codes(len(todo), generator=generator)
-            valid = (ids < self.config.vocab_size).all(dim=1)
-            result[todo[valid]] = ids[valid]
-            todo = todo[~valid]
-            if len(todo) == 0:
-                return result
-        raise RuntimeError(
-            f"{len(todo)} of {batch_size} sequences still decode to unused Cartesian codes (>= {self.config.vocab_size})"
-            f" after {max_rounds} draws: the model puts little mass on valid sequences"
-        )
+        def draw(n):
+            return self.sample_codes(n, generator=generator)
+
+        return sample_valid(draw, batch_size, self.config.vocab_size, max_rounds, name="sequences")
 
 
 __all__ = ["ArgmaxFlowModel", "ArgmaxFlowOutput", "ArgmaxFlowPreTrainedModel"]

@@ -16,6 +16,7 @@ from transformers.utils import ModelOutput
 from .cartesian import CartesianEncoding
 from .configuration_segmentation_flow import SegmentationFlowConfig
 from .image_layers import ConditionalFlow, DenseNet, MultiScaleFlow
+from .likelihood import importance_weighted_bound, sample_valid
 from .surjections import gumbel_threshold, make_argmax_inverse, threshold
 
 
@@ -190,14 +191,8 @@ class SegmentationFlowModel(SegmentationFlowPreTrainedModel):
             batch_size (`int`, *optional*): rows per pass (the `B * k` rows are cut into chunks of this size);
                 default: all at once.
         """
-        if num_samples < 1:
-            raise ValueError(f"num_samples must be at least 1, got {num_samples}")
         self._check_input_ids(input_ids)
-        repeated = input_ids.repeat_interleave(num_samples, dim=0)
-        chunk = batch_size or repeated.shape[0]
-        bounds = torch.cat([self.sample_bound(part, generator) for part in repeated.split(chunk)])
-        bounds = bounds.view(input_ids.shape[0], num_samples).double()
-        return torch.logsumexp(bounds, dim=1) - math.log(num_samples)
+        return importance_weighted_bound(self.sample_bound, input_ids, num_samples, generator, batch_size)
 
     # ------------------------------------------------------------------------------------------ sampling
     def decode(self, v: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
@@ -222,20 +217,10 @@ class SegmentationFlowModel(SegmentationFlowPreTrainedModel):
         the model conditioned on valid maps). After `max_rounds` draws that still leave invalid maps a
         `RuntimeError` says so.
         """
-        shape = (self.config.height, self.config.width)
-        result = torch.empty(batch_size, *shape, dtype=torch.long, device=self.device)
-        todo = torch.arange(batch_size, device=self.device)
-        for _ in range(max_rounds):
-            ids = self.decode(self.flow.sample(len(todo), generator=generator), generator)
-            valid = (ids < self.config.num_classes).flatten(1).all(dim=1)
-            result[todo[valid]] = ids[valid]
-            todo = todo[~valid]
-            if len(todo) == 0:
-                return result
-        raise RuntimeError(
-            f"{len(todo)} of {batch_size} maps still hold unused Cartesian codes (>= {self.config.num_classes}) "
-            f"after {max_rounds} draws: the model puts little mass on valid maps"
-        )
+        def draw(n):
+            return self.decode(self.flow.sample(n, generator=generator), generator)
+
+        return sample_valid(draw, batch_size, self.config.num_classes, max_rounds, name="maps")
 
 
 __all__ = ["SegmentationFlowModel", "SegmentationFlowOutput", "SegmentationFlowPreTrainedModel"]
