@@ -1,6 +1,6 @@
 """hf-multinomial: Multinomial Diffusion and Argmax Flows, shaped like diffusers and transformers."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from .data import CharVocabulary
 from .flows import ArgmaxFlowConfig, ArgmaxFlowModel, SegmentationFlowConfig, SegmentationFlowModel

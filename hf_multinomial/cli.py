@@ -5,45 +5,135 @@ pixel of a saved diffusion pipeline or flow model, added to the `model-index` of
 
 import argparse
 import json
+import math
 import os
+import re
 import sys
 import time
 
 
-def _sequences_from_text_file(path, vocabulary, seq_len, max_sequences):
-    """Non-overlapping sequences of `seq_len` ids cut from a whole text file (remainder dropped)."""
-    import torch
-
-    from .data.text import read_text_bytes
-
-    raw = read_text_bytes(path)
-    ids = vocabulary.encode_array(raw if vocabulary.byte_level else raw.decode("utf-8"))
-    count = len(ids) // seq_len
-    if max_sequences is not None:
-        count = min(count, max_sequences)
-    if count == 0:
-        raise ValueError(f"{path} holds {len(ids)} characters, fewer than one sequence of {seq_len}")
-    return torch.from_numpy(ids[: count * seq_len].reshape(count, seq_len)).long()
+# --------------------------------------------------------------------------- flag types
+# argparse turns an `ArgumentTypeError` into one line `hf-multinomial <command>: error: argument --flag: <message>`
+# (after the usage) and exit status 2, so the message need not repeat the flag.
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive, finite number of seconds, got {text!r}")
+    return value
+
+
+def _existing_folder(text: str) -> str:
+    if not os.path.exists(text):
+        raise argparse.ArgumentTypeError(f"no such folder: {text!r}")
+    if not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is a file, not a folder")
+    return text
+
+
+def _existing_file(text: str) -> str:
+    if not os.path.exists(text):
+        raise argparse.ArgumentTypeError(f"no such file: {text!r}")
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a file")
+    return text
+
+
+def _existing_path(text: str) -> str:
+    if not os.path.exists(text):
+        raise argparse.ArgumentTypeError(f"no such file or folder: {text!r}")
+    return text
+
+
+# --------------------------------------------------------------------------- models
 def _load_model(model_dir):
     """A saved `DiscreteDiffusionPipeline` (a folder with model_index.json) or a saved flow model (a folder with the
-    config.json of a model registered with `AutoModel`, e.g. an argmax flow)."""
+    config.json of a model registered with `AutoModel`, e.g. an argmax flow). Any failure to load (truncated
+    weights, a broken config) is a ValueError naming the folder."""
     if os.path.isfile(os.path.join(model_dir, "model_index.json")):
         from .pipelines import DiscreteDiffusionPipeline
 
-        return DiscreteDiffusionPipeline.from_pretrained(model_dir)
-    if os.path.isfile(os.path.join(model_dir, "config.json")):
+        loader = DiscreteDiffusionPipeline.from_pretrained
+    elif os.path.isfile(os.path.join(model_dir, "config.json")):
         from transformers import AutoModel
 
-        return AutoModel.from_pretrained(model_dir)
-    raise FileNotFoundError(
-        f"--model {model_dir!r} is not a folder holding a saved pipeline (model_index.json) or model (config.json)"
-    )
+        loader = AutoModel.from_pretrained
+    else:
+        raise FileNotFoundError(
+            f"--model {model_dir!r} is not a folder holding a saved pipeline (model_index.json) or model (config.json)"
+        )
+    try:
+        return loader(model_dir)
+    except Exception as error:
+        raise ValueError(f"cannot load the model in --model {model_dir!r}: {type(error).__name__}: {error}") from error
 
 
 def _is_pipeline(model) -> bool:
     return hasattr(model, "scheduler")
+
+
+def _model_data(model):
+    """`(kind, shape, description)` of a loaded model: kind "text" with shape `(seq_len,)`, or "maps" with shape
+    `(height, width)`, or None for a model of neither; the description says what the model is, for messages."""
+    if _is_pipeline(model):
+        config = model.denoiser.config
+        what = f"a DiscreteDiffusionPipeline with a {type(model.denoiser).__name__} denoiser"
+        if getattr(config, "max_seq_len", None) is not None:
+            return "text", (int(config.max_seq_len),), f"{what} (text, max_seq_len={config.max_seq_len})"
+        size = getattr(config, "sample_size", None)
+        if size is not None:
+            height, width = (size, size) if isinstance(size, int) else tuple(size)
+            return "maps", (int(height), int(width)), f"{what} (segmentation maps of {height} x {width})"
+        return None, None, what
+    config = getattr(model, "config", None)
+    what = f"a {type(model).__name__}"
+    if getattr(config, "seq_len", None) is not None:
+        return "text", (int(config.seq_len),), f"{what} (text, seq_len={config.seq_len})"
+    size = getattr(config, "sample_size", None)
+    if size is None and getattr(config, "height", None) is not None and getattr(config, "width", None) is not None:
+        size = (config.height, config.width)
+    if size is not None:
+        height, width = (size, size) if isinstance(size, int) else tuple(size)
+        return "maps", (int(height), int(width)), f"{what} (segmentation maps of {height} x {width})"
+    return None, None, what
+
+
+def _require(model, kind: str, args) -> tuple:
+    """The shape of the examples of `model` if it models `kind` ("text" or "maps"); else a ValueError naming the
+    --model folder, what it holds and the command that fits it."""
+    found, shape, what = _model_data(model)
+    if found != kind:
+        other = {"text": "bpc", "maps": "bpp"}.get(found)
+        hint = f"; use hf-multinomial {other}" if other else ""
+        needs = "a text model" if kind == "text" else "a segmentation-map model"
+        raise ValueError(f"--model {args.model!r} holds {what}: {args.command} needs {needs}{hint}")
+    return shape
+
+
+def _check_bound_flags(model, args) -> None:
+    """The bound flags that do not apply to the model are errors, not silently ignored."""
+    if _is_pipeline(model):
+        if args.num_samples is not None:
+            raise ValueError(f"--num-samples {args.num_samples} is for flow models; --model {args.model!r} holds a "
+                             "diffusion pipeline (use --estimate / --repetitions)")
+        if args.repetitions is not None and not args.estimate:
+            raise ValueError(f"--repetitions {args.repetitions} needs --estimate (the full ELBO is computed once)")
+    elif args.estimate or args.repetitions is not None:
+        flag = "--estimate" if args.estimate else f"--repetitions {args.repetitions}"
+        raise ValueError(f"{flag} is for diffusion pipelines; --model {args.model!r} holds a flow model "
+                         "(use --num-samples)")
 
 
 def _evaluate(model, input_ids, args, unit):
@@ -52,22 +142,23 @@ def _evaluate(model, input_ids, args, unit):
     import torch
 
     from .evaluation import bits_per_unit, diffusion_negative_elbo, flow_negative_log_likelihood
-    from .training.flows import flow_bound
-    from .training.model_card import diffusion_bound
+    from .training.model_card import diffusion_bound, flow_bound
 
     generator = torch.Generator().manual_seed(args.seed)
     if _is_pipeline(model):
+        repetitions = args.repetitions or 1
         nll = diffusion_negative_elbo(model.denoiser, model.scheduler, input_ids, batch_size=args.batch_size,
-                                      estimate=args.estimate, repetitions=args.repetitions, generator=generator,
+                                      estimate=args.estimate, repetitions=repetitions, generator=generator,
                                       progress=True)
         T = model.scheduler.config.num_train_timesteps
-        bound = f"one-t estimate x {args.repetitions}" if args.estimate else f"full ELBO over T={T}"
-        card_bound = diffusion_bound(T, estimate=args.estimate, repetitions=args.repetitions)
+        bound = f"one-t estimate x {repetitions}" if args.estimate else f"full ELBO over T={T}"
+        card_bound = diffusion_bound(T, estimate=args.estimate, repetitions=repetitions)
     else:
+        num_samples = args.num_samples or 1
         nll = flow_negative_log_likelihood(model, input_ids, batch_size=args.batch_size,
-                                           num_samples=args.num_samples, generator=generator, progress=True)
-        bound = "ELBO (one draw of q)" if args.num_samples == 1 else f"IWBO with k={args.num_samples}"
-        card_bound = flow_bound(args.num_samples)
+                                           num_samples=num_samples, generator=generator, progress=True)
+        bound = "ELBO (one draw of q)" if num_samples == 1 else f"IWBO with k={num_samples}"
+        card_bound = flow_bound(num_samples)
     result = bits_per_unit(nll, input_ids[0].numel(), unit)
     bits = "bpc" if unit == "character" else "bpp"
     return {
@@ -103,34 +194,41 @@ def _record_in_card(args, result: dict, card_bound: str, dataset_type: str, data
 
 def bpc_command(args) -> dict:
     model = _load_model(args.model)
+    (model_seq_len,) = _require(model, "text", args)
+    _check_bound_flags(model, args)
     if _is_pipeline(model):
-        vocabulary, seq_len = model.vocabulary, model.denoiser.config.max_seq_len
+        vocabulary = model.vocabulary
     else:
         from .data import CharVocabulary
 
         vocab_file = os.path.join(args.model, "vocabulary.json")
         vocabulary = CharVocabulary.from_pretrained(args.model) if os.path.isfile(vocab_file) else None
-        seq_len = model.config.seq_len
     if vocabulary is None:
-        raise ValueError(f"The model in {args.model} has no vocabulary to encode {args.text_file}")
-    input_ids = _sequences_from_text_file(args.text_file, vocabulary, args.seq_len or seq_len, args.max_sequences)
+        raise ValueError(f"The model in {args.model!r} has no vocabulary to encode {args.text_file!r}")
+    seq_len = model_seq_len if args.seq_len is None else args.seq_len
+    if _is_pipeline(model) and seq_len > model_seq_len:
+        raise ValueError(f"--seq-len {seq_len} exceeds the max_seq_len={model_seq_len} of the denoiser in "
+                         f"--model {args.model!r}")
+    from .data.arguments import text_file_sequences
+
+    input_ids = text_file_sequences(args.text_file, vocabulary, seq_len, args.max_sequences)
     result, card_bound = _evaluate(model, input_ids, args, "character")
     name = os.path.basename(args.text_file)
     return _record_in_card(args, result, card_bound, "text-file", f"text file {name}", split=name)
 
 
 def bpp_command(args) -> dict:
-    from .data import load_cityscapes, synthetic_segmentation_dataset
+    from .data.arguments import MapDataArguments, load_map_data
 
     model = _load_model(args.model)
-    height, width = model.denoiser.config.sample_size if _is_pipeline(model) else model.config.sample_size
-    if args.data_root:
-        data = load_cityscapes(args.data_root, size=(height, width))
-        dataset_type, dataset_name = "cityscapes", "Cityscapes (8 categories)"  # the training scripts' names
-    else:
-        data = synthetic_segmentation_dataset(height=height, width=width, seed=args.synthetic_seed)
-        dataset_type, dataset_name = "hf-multinomial/synthetic-street-maps", "synthetic street-scene maps"
-    split = data[args.split].with_format("torch")
+    height, width = _require(model, "maps", args)
+    _check_bound_flags(model, args)
+    data_args = MapDataArguments(data_root=args.data_root, height=height, width=width)
+    data = load_map_data(data_args, seed=args.synthetic_seed)
+    dataset_type, dataset_name = data_args.dataset_id()  # the names the training tasks give the data
+    split = data[args.split]
+    if len(split) == 0:
+        raise ValueError(f"the {args.split} split of {data_args.description()} holds no maps")
     count = len(split) if args.max_maps is None else min(args.max_maps, len(split))
     result, card_bound = _evaluate(model, split[:count]["input_ids"], args, "pixel")
     result["split"] = args.split
@@ -160,9 +258,7 @@ def export_command(args) -> dict:
 
 
 def demo_command(args) -> dict:
-    from .training.demo import run_demo
-
-    from .training.demo import run_segmentation_demo
+    from .training.demo import run_demo, run_segmentation_demo
 
     if args.task == "segmentation":
         output_dir = args.output_dir or "hf-multinomial-demo-segmentation"
@@ -179,50 +275,69 @@ def main(argv=None):
     demo.add_argument("--task", choices=["text", "segmentation"], default="text",
                       help="text: the bundled Wikipedia text; segmentation: synthetic street-scene maps")
     demo.add_argument("--output-dir", default=None, help="where the pipeline is saved (default: hf-multinomial-demo[-segmentation])")
-    demo.add_argument("--time-budget-s", type=float, default=None, help="training wall-clock budget (default: the preset's)")
+    demo.add_argument("--time-budget-s", type=_positive_float, default=None,
+                      help="training wall-clock budget in seconds (default: the preset's)")
     demo.add_argument("--seed", type=int, default=0)
 
     bpc = commands.add_parser("bpc", help="bits per character of a saved pipeline on a text file")
-    bpc.add_argument("--model", required=True, help="folder of a saved DiscreteDiffusionPipeline or argmax flow")
-    bpc.add_argument("--text-file", required=True, help="text file (plain, .xz, .bz2 or .zip) in the model's alphabet")
-    bpc.add_argument("--max-sequences", type=int, default=None, help="evaluate only the first N sequences")
-    bpc.add_argument("--seq-len", type=int, default=None, help="sequence length (default: the denoiser's max_seq_len)")
+    bpc.add_argument("--model", required=True, type=_existing_folder,
+                     help="folder of a saved DiscreteDiffusionPipeline or argmax flow")
+    bpc.add_argument("--text-file", required=True, type=_existing_file,
+                     help="text file (plain, .xz, .bz2, .gz or .zip) in the model's alphabet")
+    bpc.add_argument("--max-sequences", type=_positive_int, default=None, help="evaluate only the first N sequences")
+    bpc.add_argument("--seq-len", type=_positive_int, default=None,
+                     help="sequence length (default: the denoiser's max_seq_len, or the flow's seq_len)")
     bpp = commands.add_parser("bpp", help="bits per pixel of a saved segmentation pipeline on Cityscapes or synthetic maps")
-    bpp.add_argument("--model", required=True,
+    bpp.add_argument("--model", required=True, type=_existing_folder,
                      help="folder of a saved DiscreteDiffusionPipeline with a map denoiser, or a segmentation flow")
-    bpp.add_argument("--data-root", default=None, help="Cityscapes gtFine zip or folder (default: synthetic maps)")
+    bpp.add_argument("--data-root", default=None, type=_existing_path, help="Cityscapes gtFine zip or folder (default: synthetic maps)")
     bpp.add_argument("--split", choices=["train", "validation", "test"], default="test")
-    bpp.add_argument("--max-maps", type=int, default=None, help="evaluate only the first N maps")
+    bpp.add_argument("--max-maps", type=_positive_int, default=None, help="evaluate only the first N maps")
     bpp.add_argument("--synthetic-seed", type=int, default=0, help="seed of the synthetic maps (the demo's is 0)")
     for command in (bpc, bpp):
-        command.add_argument("--batch-size", type=int, default=32)
-        command.add_argument("--estimate", action="store_true", help="the cheap one-t estimate instead of the full-T ELBO")
-        command.add_argument("--repetitions", type=int, default=1, help="with --estimate: average this many estimates")
-        command.add_argument("--num-samples", type=int, default=1,
-                             help="flows: draws of q(v | x) per example, k of the importance-weighted bound (1: ELBO)")
+        command.add_argument("--batch-size", type=_positive_int, default=32)
+        command.add_argument("--estimate", action="store_true",
+                             help="diffusion: the cheap one-t estimate instead of the full-T ELBO")
+        command.add_argument("--repetitions", type=_positive_int, default=None,
+                             help="diffusion, with --estimate: average this many estimates (default 1)")
+        command.add_argument("--num-samples", type=_positive_int, default=None,
+                             help="flows: draws of q(v | x) per example, k of the importance-weighted bound "
+                                  "(default 1: the ELBO)")
         command.add_argument("--seed", type=int, default=0)
         command.add_argument("--no-update-card", action="store_true",
                              help="do not add the result to the model-index of the model folder's README.md")
 
     export = commands.add_parser("export", help="make a saved diffusion pipeline loadable with trust_remote_code, "
                                                 "without hf-multinomial installed")
-    export.add_argument("model_dir", help="folder of a saved DiscreteDiffusionPipeline")
+    export.add_argument("model_dir", type=_existing_folder, help="folder of a saved DiscreteDiffusionPipeline")
     export.add_argument("--output", default=None, help="write an exported copy there (default: change model_dir)")
     export.add_argument("--push-to-hub", default=None, metavar="REPO_ID", help="then upload it to this Hub repository")
     export.add_argument("--revision", default="remote-code", help="with --push-to-hub: the branch ('' for main)")
     export.add_argument("--hub-token", default=None, help="with --push-to-hub: a token with write access")
     export.add_argument("--private", action="store_true", help="with --push-to-hub: create the repository as private")
 
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit:  # a bad flag: argparse printed the usage and one "error:" line
+        return exit.code if isinstance(exit.code, int) else 2
     start = time.time()
     try:
         result = {"demo": demo_command, "bpc": bpc_command, "bpp": bpp_command, "export": export_command}[args.command](args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"hf-multinomial {args.command}: error: {error}", file=sys.stderr)
+    except Exception as error:  # every failure is one line and status 2, never a traceback
+        print(f"hf-multinomial {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2
     result["seconds"] = round(time.time() - start, 1)
     print(json.dumps(result))
     return 0
+
+
+def _one_line(error: BaseException) -> str:
+    """The message of `error` on one line; for an exception other than ValueError / OSError (the errors of bad
+    input), prefixed with its type, as it is a bug or an unexpected failure."""
+    message = re.sub(r"\s*\n\s*", " ", str(error)).strip()
+    if isinstance(error, (ValueError, OSError)) and message:
+        return message
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
 if __name__ == "__main__":

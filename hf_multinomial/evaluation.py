@@ -1,14 +1,77 @@
 # Copyright 2026 The hf-multinomial Authors. Apache-2.0.
 """Likelihood evaluation of trained models: negative ELBOs (or importance-weighted bounds) per example, turned into
-bits per unit."""
+bits per unit.
+
+For diffusion, the loops over timesteps that call the denoiser are here; the scheduler supplies the terms
+(`prior_kl`, `add_noise`, `compute_loss`), as a diffusers scheduler runs no model."""
 
 import math
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from tqdm.auto import tqdm
 
 from .metrics import load_bits_per_dim
+
+
+ModelFn = Callable[[torch.LongTensor, torch.LongTensor], torch.FloatTensor]
+
+
+@torch.no_grad()
+def negative_elbo(
+    model_fn: ModelFn,
+    scheduler,
+    x_start: torch.LongTensor,
+    generator: Optional[torch.Generator] = None,
+    timesteps_per_batch: int = 8,
+) -> torch.DoubleTensor:
+    """
+    The full-T negative ELBO in nats per example: the prior term plus every L_t for t = 0..T-1.
+
+    Args:
+        model_fn (`Callable`):
+            `model_fn(x_t, t)` returns logits `(N, K, ...)` over x_0 for indices `x_t` `(N, ...)` and timesteps `t`
+            `(N,)`.
+        scheduler ([`MultinomialScheduler`]):
+            The diffusion process.
+        x_start (`torch.LongTensor` of shape `(B, ...)`):
+            The data.
+        generator (`torch.Generator`, *optional*):
+            For the draws of x_t.
+        timesteps_per_batch (`int`, defaults to 8):
+            How many timesteps share one call of `model_fn`, so one call sees `B * timesteps_per_batch` examples;
+            lower it to bound memory.
+
+    Returns:
+        `torch.DoubleTensor` of shape `(B,)`.
+    """
+    T = scheduler.config.num_train_timesteps
+    batch = x_start.shape[0]
+    total = scheduler.prior_kl(x_start).double()  # also checks that x_start holds class indices
+    for first in range(0, T, timesteps_per_batch):
+        ts = torch.arange(first, min(first + timesteps_per_batch, T), device=x_start.device)
+        t = ts.repeat_interleave(batch)
+        x0 = x_start.repeat(len(ts), *([1] * (x_start.dim() - 1)))
+        x_t = scheduler.add_noise(x0, t, generator=generator)
+        losses = scheduler.compute_loss(model_fn(x_t, t), x0, x_t, t)
+        total += losses.double().view(len(ts), batch).sum(dim=0)
+    return total
+
+
+@torch.no_grad()
+def negative_elbo_estimate(
+    model_fn: ModelFn, scheduler, x_start: torch.LongTensor, generator: Optional[torch.Generator] = None
+) -> torch.FloatTensor:
+    """
+    An unbiased one-sample estimate of [`negative_elbo`] per example: T * L_t at one uniform t per example, plus the
+    prior term. The arguments are those of [`negative_elbo`].
+    """
+    T = scheduler.config.num_train_timesteps
+    prior = scheduler.prior_kl(x_start)  # also checks that x_start holds class indices
+    gen_device = generator.device if generator is not None else x_start.device
+    t = torch.randint(T, (x_start.shape[0],), generator=generator, device=gen_device).to(x_start.device)
+    x_t = scheduler.add_noise(x_start, t, generator=generator)
+    return T * scheduler.compute_loss(model_fn(x_t, t), x_start, x_t, t) + prior
 
 
 @torch.no_grad()
@@ -54,10 +117,10 @@ def diffusion_negative_elbo(
     for start in batches:
         x = input_ids[start : start + batch_size].to(device)
         if estimate:
-            draws = [scheduler.negative_elbo_estimate(model_fn, x, generator=generator).double() for _ in range(repetitions)]
+            draws = [negative_elbo_estimate(model_fn, scheduler, x, generator).double() for _ in range(repetitions)]
             results.append(torch.stack(draws).mean(0).cpu())
         else:
-            results.append(scheduler.negative_elbo(model_fn, x, generator, timesteps_per_batch).double().cpu())
+            results.append(negative_elbo(model_fn, scheduler, x, generator, timesteps_per_batch).cpu())
     denoiser.train(was_training)
     return torch.cat(results)
 

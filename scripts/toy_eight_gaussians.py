@@ -23,6 +23,7 @@ import json
 import math
 import os
 import time
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -33,13 +34,60 @@ from hf_multinomial.data.eight_gaussians import (
     eight_gaussians_entropy,
     eight_gaussians_pmf,
     sample_eight_gaussians,
-    save_pmf_figure,
 )
 from hf_multinomial.flows.discrete_flow import DiscreteFlow
 from hf_multinomial.evaluation import flow_negative_log_likelihood
 from hf_multinomial.training.trainer import TrainingConfig, train_loop
 
 K = EIGHT_GAUSSIANS_NUM_CLASSES
+
+
+def pmf_image(pmf: torch.Tensor, vmax: Optional[float] = None, scale: int = 4):
+    """A probability mass table (91, 91) as a PIL RGB heat map, white (0) to dark blue (>= `vmax`).
+
+    Args:
+        pmf: `pmf[i, j]` = P(x_1 = i, x_2 = j); x_1 runs left to right, x_2 bottom to top.
+        vmax: the mass shown darkest (default: the table's maximum); larger masses saturate.
+        scale: pixels per cell.
+    """
+    from PIL import Image
+
+    pmf = torch.as_tensor(pmf, dtype=torch.float64).cpu()
+    if pmf.dim() != 2:
+        raise ValueError(f"pmf must be a 2-D table, got shape {tuple(pmf.shape)}")
+    vmax = float(pmf.max()) if vmax is None else vmax
+    t = (pmf / max(vmax, 1e-300)).clamp(0.0, 1.0).T.flip(0).numpy()[..., None]  # rows: x_2 from top (90) down
+    white, blue = np.array([255.0, 255.0, 255.0]), np.array([8.0, 48.0, 107.0])
+    rgb = (white + (blue - white) * t).round().astype(np.uint8)
+    return Image.fromarray(rgb, mode="RGB").resize((rgb.shape[1] * scale, rgb.shape[0] * scale), Image.NEAREST)
+
+
+def save_pmf_figure(
+    path: str, pmfs: Sequence[torch.Tensor], titles: Sequence[str], vmax: Optional[float] = None, scale: int = 4
+) -> None:
+    """Save heat maps of several probability mass tables side by side, each with its title above, to `path` (PNG).
+
+    All panels share the colour scale `vmax` (default: the first table's maximum, i.e. the data's).
+    """
+    from PIL import Image, ImageDraw
+
+    if len(pmfs) != len(titles):
+        raise ValueError(f"got {len(pmfs)} tables but {len(titles)} titles")
+    vmax = float(torch.as_tensor(pmfs[0]).max()) if vmax is None else vmax
+    panels = [pmf_image(p, vmax=vmax, scale=scale) for p in pmfs]
+    pad, title_height = 8, 20
+    width = sum(p.width for p in panels) + pad * (len(panels) + 1)
+    height = max(p.height for p in panels) + title_height + 2 * pad
+    figure = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(figure)
+    x = pad
+    for panel, title in zip(panels, titles):
+        draw.text((x, pad // 2), title, fill="black")
+        top = pad + title_height
+        figure.paste(panel, (x, top))
+        draw.rectangle([x - 1, top - 1, x + panel.width, top + panel.height], outline="gray")
+        x += panel.width + pad
+    figure.save(path)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -117,7 +165,11 @@ def _batch_as_is(batch):
 
 
 class DiscreteFlowObjective:
-    """-log P(x) in nats per dimension (the Discrete Flow's gradient is the straight-through one)."""
+    """-log P(x) in nats per dimension (the Discrete Flow's gradient is the straight-through one); it draws nothing,
+    so it has no generator to set up or checkpoint."""
+
+    def setup(self, accelerator):
+        pass
 
     def __call__(self, model, batch, accelerator):
         loss = model(batch["input_ids"]).mean() / batch["input_ids"].shape[1]
@@ -137,7 +189,7 @@ def build_model(args):
     from hf_multinomial.flows.modeling_argmax_flow import ArgmaxFlowModel
 
     config = ArgmaxFlowConfig(
-        vocab_size=K, seq_len=2, flow_type=args.flow_type, inverse=args.inverse,
+        num_classes=K, seq_len=2, flow_type=args.flow_type, inverse=args.inverse,
         cartesian_base=args.cartesian_base or None, hidden_size=args.hidden_size, num_layers=args.num_layers,
         num_flow_steps=args.num_flow_steps, num_mixtures=args.num_mixtures, context_size=args.context_size,
         context_layers=args.context_layers,

@@ -8,8 +8,8 @@
 See `--help` and `hf_multinomial.training.argmax_flow`.
 """
 
-from hf_multinomial.training.argmax_flow import parse_args, train
-from hf_multinomial.training.diffusion import print_results
+from hf_multinomial.training.argmax_flow import TASK
+from hf_multinomial.training.run import main
 
 if __name__ == "__main__":
-    print_results(train(parse_args()))
+    main(TASK)

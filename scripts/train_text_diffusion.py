@@ -9,8 +9,8 @@
 See `--help` and `hf_multinomial.training.text_diffusion`.
 """
 
-from hf_multinomial.training.diffusion import print_results
-from hf_multinomial.training.text_diffusion import parse_args, train
+from hf_multinomial.training.run import main
+from hf_multinomial.training.text_diffusion import TASK
 
 if __name__ == "__main__":
-    print_results(train(parse_args()))
+    main(TASK)

@@ -15,17 +15,24 @@ from transformers import AutoConfig, AutoModel
 import hf_multinomial  # noqa: F401  (registers the Auto classes)
 from hf_multinomial.cli import main as cli_main
 from hf_multinomial.data.text import bundled_text8_path
-from hf_multinomial.flows import ArgmaxFlowConfig, ArgmaxFlowModel
-from hf_multinomial.training.argmax_flow import parse_args, train
+from hf_multinomial.flows import ArgmaxFlowConfig, ArgmaxFlowModel, DensityFlow
+from hf_multinomial.training import run as training_run
+from hf_multinomial.training.argmax_flow import TASK
 from remote_code import BLOCK_HF_MULTINOMIAL
 
 
 def small_model(**overrides):
-    config = dict(vocab_size=27, seq_len=6, flow_type="coupling", inverse="thresholding", cartesian_base=3,
+    config = dict(num_classes=27, seq_len=6, flow_type="coupling", inverse="thresholding", cartesian_base=3,
                   hidden_size=16, num_layers=1, num_flow_steps=2, num_mixtures=4, context_size=8, context_layers=1)
     config.update(overrides)
     torch.manual_seed(0)
     return ArgmaxFlowModel(ArgmaxFlowConfig(**config)).eval()
+
+
+def with_standard_normal_density(model):
+    """The model with p(v) the standard Gaussian itself (a density flow without layers), whose P(x) is known."""
+    model.flow = DensityFlow(model.flow.seq_len, model.flow.width, [])
+    return model
 
 
 # The final gap allowed at k = 1000. Gumbel thresholding of an untrained q converges slowly: its q(v | x) vanishes
@@ -38,8 +45,9 @@ FINAL_GAP = {"thresholding": 0.03, "gumbel": 0.03, "gumbel_thresholding": 0.25}
 def test_bound_and_iwbo_against_the_exact_likelihood_of_a_standard_normal(inverse):
     # p(v) standard normal on R^3 and x = argmax(v): P(x) = 1/3 exactly for every x, so every bound is below
     # log(1/3) in expectation, and the importance-weighted bound approaches it as k grows.
-    model = ArgmaxFlowModel(ArgmaxFlowConfig(vocab_size=3, seq_len=1, flow_type="identity", inverse=inverse,
-                                             context_layers=0, context_size=4)).double().eval()
+    model = with_standard_normal_density(ArgmaxFlowModel(ArgmaxFlowConfig(
+        num_classes=3, seq_len=1, inverse=inverse, hidden_size=4, num_layers=1, context_layers=0,
+        context_size=4))).double().eval()
     x = torch.tensor([[0], [1], [2]]).repeat(400, 1)
     generator = torch.Generator().manual_seed(0)
     exact = math.log(1 / 3)
@@ -67,8 +75,9 @@ def test_bound_and_iwbo_against_the_exact_likelihood_of_a_standard_normal(invers
 def test_cartesian_binary_bound_is_below_the_exact_likelihood():
     # Binary digits with a standard normal p(v): each of the d = 2 bits is 1 with probability 1/2, so P(x) = 1/4 for
     # the K = 4 classes.
-    model = ArgmaxFlowModel(ArgmaxFlowConfig(vocab_size=4, seq_len=1, flow_type="identity", cartesian_base=2,
-                                             context_layers=0, context_size=4)).double().eval()
+    model = with_standard_normal_density(ArgmaxFlowModel(ArgmaxFlowConfig(
+        num_classes=4, seq_len=1, cartesian_base=2, hidden_size=4, num_layers=1, context_layers=0,
+        context_size=4))).double().eval()
     x = torch.arange(4).repeat(500)[:, None]
     iwbo = model.log_likelihood(x, num_samples=1000, generator=torch.Generator().manual_seed(0), batch_size=500_000)
     assert iwbo.mean().item() < math.log(1 / 4) + 3 * iwbo.std().item() / math.sqrt(len(iwbo))
@@ -148,7 +157,7 @@ def text_file(tmp_path_factory):
 
 def test_training_script_saves_model_vocabulary_card_and_bpc_works(text_file, tmp_path, capsys):
     out = tmp_path / "flow"
-    stats = train(parse_args([
+    stats = training_run.train(TASK, training_run.parse_arguments(TASK, [
         "--preset", "tiny", "--text_file", str(text_file), "--cache_dir", str(tmp_path / "cache"),
         "--output_dir", str(out), "--max_train_steps", "30", "--num_validation_sequences", "8",
         "--num_card_samples", "1", "--report_to", "none",

@@ -79,10 +79,11 @@ def test_bpc_command_errors(text_pipeline_dir, tmp_path, capsys):
 
 
 def test_segmentation_training_and_bpp(tmp_path, capsys):
-    from hf_multinomial.training.segmentation_diffusion import parse_args, train
+    from hf_multinomial.training import run as training_run
+    from hf_multinomial.training.segmentation_diffusion import TASK
 
     out = tmp_path / "seg"
-    stats = train(parse_args(["--preset", "tiny", "--output_dir", str(out), "--max_train_steps", "60",
+    stats = training_run.train(TASK, training_run.parse_arguments(TASK, ["--preset", "tiny", "--output_dir", str(out), "--max_train_steps", "60",
                               "--num_synthetic_maps", "64", "--report_to", "none", "--num_validation_sequences", "8",
                               "--num_card_samples", "4"]))
     history = [h["bpp"] for h in stats["history"]]
@@ -157,7 +158,7 @@ def test_bpc_records_its_result_in_the_model_card(text_pipeline_dir, tmp_path, c
     # An argmax flow: the IWBO with its number of draws; a folder without a card gets none.
     torch.manual_seed(0)
     flow_dir = tmp_path / "flow"
-    ArgmaxFlowModel(ArgmaxFlowConfig(vocab_size=27, seq_len=16, flow_type="coupling", hidden_size=8, num_layers=1,
+    ArgmaxFlowModel(ArgmaxFlowConfig(num_classes=27, seq_len=16, flow_type="coupling", hidden_size=8, num_layers=1,
                                      num_flow_steps=1, num_mixtures=2, context_size=4)).save_pretrained(flow_dir)
     CharVocabulary.text8().save_pretrained(flow_dir)
     flow_bpc = ["bpc", "--model", str(flow_dir), "--text-file", str(tmp_path / "held_out.txt"), "--num-samples", "3"]

@@ -16,7 +16,6 @@ from hf_multinomial.data.eight_gaussians import (
     eight_gaussians_pmf,
     quantize_eight_gaussians,
     sample_eight_gaussians,
-    save_pmf_figure,
 )
 from hf_multinomial.flows.discrete_flow import DiscreteFlow
 
@@ -102,6 +101,7 @@ def test_sampling_is_reproducible_and_checks_its_argument():
 
 
 def test_pmf_figure(tmp_path):
+    save_pmf_figure = load_script().save_pmf_figure
     path = tmp_path / "figure.png"
     pmf = eight_gaussians_pmf()
     save_pmf_figure(str(path), [pmf, torch.full((K, K), 1.0 / K**2)], ["data", "uniform"], scale=2)

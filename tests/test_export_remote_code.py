@@ -16,7 +16,7 @@ from hf_multinomial import (DiscreteDiffusionPipeline, MultinomialScheduler, Mul
                             CharVocabulary)
 from hf_multinomial.cli import main
 from hf_multinomial.data import CITYSCAPES_CATEGORY_COLORS
-from hf_multinomial.export import _check_annotation_only, export_pipeline, flatten_module
+from hf_multinomial.export import ENTRY_TEMPLATE, _check_annotation_only, export_pipeline, flatten_module
 from hub_server import hub_env, hub_online, local_hub  # noqa: F401  (fixtures)
 
 REMOTE_SCRIPT = """
@@ -137,20 +137,21 @@ def test_export_is_repeatable_and_checks_its_input(tmp_path, capsys, monkeypatch
     # The installed class still loads it, through the generated code.
     reloaded = DiscreteDiffusionPipeline.from_pretrained(second, trust_remote_code=True)
     assert type(reloaded.denoiser).__module__.startswith("diffusers_modules.")
-    # Outside a source checkout (no pipelines/pipeline.py) the entry file is the bare import.
-    monkeypatch.setattr("hf_multinomial.export.ENTRY_TEMPLATE", str(tmp_path / "missing.py"))
-    bare = export_pipeline(str(tmp_path / "maps"), str(tmp_path / "c"))
-    assert "trust_remote_code" in (Path(bare) / "pipeline.py").read_text()
-    reloaded = DiscreteDiffusionPipeline.from_pretrained(bare, trust_remote_code=True)
     reloaded.set_progress_bar_config(disable=True)
     kwargs = dict(batch_size=2, num_inference_steps=3, output_type="pt")
     assert torch.equal(reloaded(**kwargs, generator=torch.Generator().manual_seed(2)).samples,
                        maps(**kwargs, generator=torch.Generator().manual_seed(2)).samples)
+    # The entry file is the template shipped with the package; without it the export fails, naming the path.
+    assert (Path(first) / "pipeline.py").read_text() == Path(ENTRY_TEMPLATE).read_text()
 
     assert main(["export", str(tmp_path), "--output", str(tmp_path / "b")]) == 2
     assert "no model_index.json" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "text"), "--output", str(tmp_path / "a")]) == 2
     assert "not empty" in capsys.readouterr().err
+    monkeypatch.setattr("hf_multinomial.export.ENTRY_TEMPLATE", str(tmp_path / "missing.py"))
+    with pytest.raises(FileNotFoundError, match="missing.py"):
+        export_pipeline(str(tmp_path / "maps"), str(tmp_path / "c"))
+    assert not (tmp_path / "c").exists()  # checked before anything is written
 
 
 def test_component_names_may_only_annotate_the_exported_pipeline():

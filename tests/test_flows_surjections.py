@@ -16,6 +16,7 @@ from hf_multinomial.flows.surjections import (
     GumbelInverse,
     GumbelThresholdingInverse,
     ThresholdingInverse,
+    TransformedGaussianInverse,
     UniformDequantization,
     VariationalDequantization,
     argmax_decode,
@@ -243,6 +244,29 @@ def test_gaussian_inverses_log_q_matches_change_of_variables(inverse_cls, base):
         log_det = torch.linalg.slogdet(full.reshape(v[b].numel(), -1)).logabsdet
         torch.testing.assert_close(log_q[b], log_normal[b] - log_det, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(inverse.log_prob(v, digits, params), log_q, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["thresholding", "gumbel_thresholding", "variational_dequantization"])
+@pytest.mark.parametrize("base", [2, 5])
+def test_transform_is_the_bijection_behind_the_gaussian_draw(name, base):
+    """`transform(u, digits)` is the map `forward` applies to its Gaussian draw u: the same generator gives the same v,
+    and log q(v | x) = log N(u) - log|det dv/du|. (A conditional flow's u can then stand in for the Gaussian.)"""
+    inverse = make_argmax_inverse(name, base)
+    assert isinstance(inverse, TransformedGaussianInverse)
+    generator = torch.Generator().manual_seed(70 + base)
+    digits = torch.randint(0, base, (3, 4, 2), generator=generator)
+    params = torch.randn(3, 4, 2, inverse.num_params, generator=generator, dtype=torch.float64)
+    v, log_q = inverse(digits, params, generator=torch.Generator().manual_seed(1))
+    width = inverse.width_per_digit
+    mean, log_scale = (params[..., 0], params[..., 1]) if width == 1 else (params[..., :width], params[..., width:])
+    eps = torch.randn(mean.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    u = (mean + torch.exp(log_scale) * eps).reshape(v.shape)
+    v_transformed, log_det = inverse.transform(u, digits)
+    assert torch.equal(v_transformed, v) and log_det.shape == (3,)
+    log_normal = torch.distributions.Normal(mean, torch.exp(log_scale)).log_prob(mean + torch.exp(log_scale) * eps)
+    torch.testing.assert_close(log_normal.reshape(3, -1).sum(-1) - log_det, log_q)
+    with pytest.raises(ValueError, match="shape"):
+        inverse.transform(u[..., :-1], digits)
 
 
 @pytest.mark.parametrize("base", [2, 3, 5])

@@ -140,17 +140,18 @@ def test_training_pushes_and_from_pretrained_round_trips(local_hub, tmp_path, te
 
 def test_offline_push_fails_clearly_and_keeps_the_local_output(tmp_path, text_file, monkeypatch, caplog):
     from hf_multinomial import DiscreteDiffusionPipeline
-    from hf_multinomial.training.text_diffusion import parse_args, train
+    from hf_multinomial.training import run as training_run
+    from hf_multinomial.training.text_diffusion import TASK
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     out = tmp_path / "offline"
-    args = parse_args(["--preset", "tiny", "--text_file", str(text_file), "--cache_dir", str(tmp_path / "data"),
+    args = training_run.parse_arguments(TASK, ["--preset", "tiny", "--text_file", str(text_file), "--cache_dir", str(tmp_path / "data"),
                        "--output_dir", str(out), "--max_train_steps", "4", "--checkpointing_steps", "2",
                        "--report_to", "none", "--num_validation_sequences", "8", "--push_to_hub",
                        "--push_checkpoints", "--hub_model_id", "user/offline"])
     with pytest.raises(RuntimeError) as error:
-        train(args)
+        training_run.train(TASK, args)
     message = str(error.value)
     assert "offline" in message and "'user/offline'" in message and str(out) in message
     # The failed checkpoint pushes only warned; everything was saved before the final push.
@@ -163,17 +164,18 @@ def test_offline_push_fails_clearly_and_keeps_the_local_output(tmp_path, text_fi
 def test_model_card_results_reload_and_update(tmp_path):
     from huggingface_hub import ModelCard
 
-    from hf_multinomial.training.model_card import (bits_eval_result, diffusion_bound, update_model_card_results,
-                                                    write_model_card)
+    from hf_multinomial.training.model_card import (bits_eval_result, build_model_card, diffusion_bound,
+                                                    update_model_card_results)
 
     estimate = bits_eval_result(2.5, "bpc", diffusion_bound(1000, estimate=True), "text8", "text8", "validation",
                                 num_examples=64)
-    path = write_model_card("text_diffusion", str(tmp_path), {"tags": ["x"]},
-                            dict(hyperparameters={"preset": "p", "seq_len": 8, "num_train_timesteps": 1000},
-                                 stats={"train_bpc": None, "validation_bpc_estimate": 2.5}, samples=["abc"],
-                                 data_description="d", vocabulary_size=27,
-                                 model_id="user/m", remote_code_revision=None),
-                            eval_results=[estimate], model_name="m")
+    path = str(tmp_path / "README.md")
+    build_model_card("text_diffusion", {"tags": ["x"]},
+                     dict(hyperparameters={"preset": "p", "seq_len": 8, "num_train_timesteps": 1000},
+                          stats={"train_bpc": None, "validation_bpc_estimate": 2.5}, samples=["abc"],
+                          data_description="d", vocabulary_size=27,
+                          model_id="user/m", remote_code_revision=None),
+                     eval_results=[estimate], model_name="m").save(path)
     card = ModelCard.load(path)
     assert card.data.eval_results == [estimate] and card.data.model_name == "m"
     assert "hf-multinomial export user/m --output exported" in card.text and "```text\nabc\n```" in card.text
@@ -291,16 +293,17 @@ def test_argmax_flow_pushes_and_auto_model_round_trips(local_hub, tmp_path, text
 def test_argmax_flow_offline_push_fails_clearly_and_keeps_the_local_output(tmp_path, text_file, monkeypatch):
     from transformers import AutoModel
 
-    from hf_multinomial.training.argmax_flow import parse_args, train
+    from hf_multinomial.training import run as training_run
+    from hf_multinomial.training.argmax_flow import TASK
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     out = tmp_path / "offline-flow"
-    args = parse_args(["--preset", "tiny", "--text_file", str(text_file), "--cache_dir", str(tmp_path / "data"),
+    args = training_run.parse_arguments(TASK, ["--preset", "tiny", "--text_file", str(text_file), "--cache_dir", str(tmp_path / "data"),
                        "--output_dir", str(out), "--max_train_steps", "2", "--report_to", "none",
                        "--num_validation_sequences", "4", "--push_to_hub", "--hub_model_id", "user/offline-flow"])
     with pytest.raises(RuntimeError) as error:
-        train(args)
+        training_run.train(TASK, args)
     message = str(error.value)
     assert "offline" in message and "'user/offline-flow'" in message and str(out) in message
     for name in ("config.json", "model.safetensors", "vocabulary.json", "README.md", "train_results.json"):

@@ -22,7 +22,8 @@ TEXT8 = set(" abcdefghijklmnopqrstuvwxyz")
 def tiny_pipeline(seq_len=32, T=20, seed=0):
     torch.manual_seed(seed)
     denoiser = MultinomialTransformer(
-        num_classes=27, max_seq_len=seq_len, hidden_size=32, num_layers=1, num_heads=2, num_local_heads=1, local_window=8
+        num_classes=27, max_seq_len=seq_len, hidden_size=32, num_layers=1, num_heads=2, num_local_heads=1, local_window=8,
+        num_train_timesteps=T,
     )
     return DiscreteDiffusionPipeline(
         denoiser=denoiser.eval(), scheduler=MultinomialScheduler(num_classes=27, num_train_timesteps=T), vocabulary=CharVocabulary.text8()
@@ -114,6 +115,8 @@ def test_prefix_and_known_positions_are_kept():
         pipe(prefix="abcQ")
     with pytest.raises(ValueError, match="shape"):
         pipe(batch_size=2, known_ids=known[:, :5])
+    with pytest.raises(ValueError, match="class id 27"):
+        pipe(batch_size=2, known_ids=torch.full((2, 32), 27), output_type="pt")
 
 
 class MarginalDenoiser(ModelMixin, ConfigMixin):
@@ -169,7 +172,7 @@ def tiny_map_pipeline():
     torch.manual_seed(0)
     unet = SegmentationUNet(
         num_classes=8, sample_size=(32, 64), base_channels=16, channel_multipliers=(1, 2), num_res_blocks=1,
-        attention_resolutions=(2,), dropout=0.0,
+        attention_resolutions=(2,), dropout=0.0, num_train_timesteps=10,
     )
     return DiscreteDiffusionPipeline(
         denoiser=unet.eval(), scheduler=MultinomialScheduler(num_classes=8, num_train_timesteps=10), palette=CITYSCAPES_LIKE

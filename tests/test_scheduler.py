@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from hf_multinomial import ImportanceTimestepSampler, MultinomialScheduler
+from hf_multinomial.evaluation import negative_elbo, negative_elbo_estimate
 
 
 # ---------------------------------------------------------------- the reference, in probability space
@@ -145,6 +146,28 @@ def test_batched_timesteps_match_scalar(K, T):
         torch.testing.assert_close(batched[i : i + 1], sched.q_pred(lx0[i : i + 1], int(t[i])))
 
 
+def test_index_to_log_onehot_is_a_certain_distribution():
+    from hf_multinomial.schedulers.scheduling_multinomial import LOG_ZERO
+
+    K = 7
+    sched = MultinomialScheduler(num_classes=K, num_train_timesteps=10)
+    for shape in [(4,), (3, 5), (2, 3, 4)]:
+        x = torch.randint(K, shape, generator=torch.Generator().manual_seed(len(shape)))
+        log_x = sched.index_to_log_onehot(x)
+        assert log_x.shape == (shape[0], K, *shape[1:]) and log_x.dtype == torch.float32
+        onehot = torch.nn.functional.one_hot(x, K).movedim(-1, 1).bool()
+        assert torch.equal(log_x, torch.where(onehot, 0.0, LOG_ZERO))
+        assert torch.equal(log_x.argmax(dim=1), x)
+        torch.testing.assert_close(log_x.logsumexp(dim=1), torch.zeros(shape), atol=1e-12, rtol=0)
+    # as the denoiser's output it is the true x_0: the reverse step is then the forward process' own posterior
+    x0, xt = torch.randint(K, (4, 5)), torch.randint(K, (4, 5))
+    loss = sched.compute_loss(sched.index_to_log_onehot(x0), x0, xt, torch.tensor([0, 1, 5, 9]))
+    torch.testing.assert_close(loss, torch.zeros(4), atol=1e-6, rtol=0)
+    for bad, match in ((torch.tensor([0, K]), f"class id {K}"), (torch.tensor([-1, 0]), "class id -1"), (x0.float(), "dtype")):
+        with pytest.raises(ValueError, match=match):
+            sched.index_to_log_onehot(bad)
+
+
 def test_float32_large_K_T_finite_and_normalised():
     K, T = 256, 4000
     sched = MultinomialScheduler(num_classes=K, num_train_timesteps=T)
@@ -249,7 +272,7 @@ def test_negative_elbo_equals_log_likelihood(T):
     nll = -np.log(pi[np.arange(L)[None, :], x0.numpy()]).sum(axis=1)
     g = torch.Generator().manual_seed(0)
     reps = 64 if T == 50 else 4
-    elbos = torch.stack([sched.negative_elbo(marginal_model(pi), x0, generator=g, timesteps_per_batch=50) for _ in range(reps)])
+    elbos = torch.stack([negative_elbo(marginal_model(pi), sched, x0, generator=g, timesteps_per_batch=50) for _ in range(reps)])
     mean = elbos.mean(0).numpy()
     stderr = elbos.std(0).numpy() / math.sqrt(reps)
     assert np.all(np.abs(mean - nll) < 5 * stderr + 1e-3), (mean, nll, stderr)
@@ -257,7 +280,7 @@ def test_negative_elbo_equals_log_likelihood(T):
     assert abs(mean.mean() - nll.mean()) < 4 * pooled_err + 1e-3, (mean.mean(), nll.mean(), pooled_err)
     # the one-t estimate is unbiased for the same quantity
     x_rep = x0.repeat(400, 1)
-    est = sched.negative_elbo_estimate(marginal_model(pi), x_rep, generator=g).view(400, B)
+    est = negative_elbo_estimate(marginal_model(pi), sched, x_rep, generator=g).view(400, B)
     est_mean, est_err = est.mean(0).numpy(), est.std(0).numpy() / math.sqrt(400)
     assert np.all(np.abs(est_mean - nll) < 5 * est_err + 0.05)
 

@@ -9,17 +9,18 @@ import pytest
 import torch
 from torch.autograd.functional import jacobian
 
-from hf_multinomial.flows.configuration_segmentation_flow import SEGMENTATION_MODELS, SegmentationFlowConfig
+from hf_multinomial.flows.configuration_argmax_flow import INVERSES
+from hf_multinomial.flows.configuration_segmentation_flow import SegmentationFlowConfig
 from hf_multinomial.flows.image_layers import (
     AffineCoupling,
     ConditionalFlow,
-    InvertibleConv1x1,
     MultiScaleFlow,
     Squeeze2d,
     Subflow,
     squeeze2d,
     unsqueeze2d,
 )
+from hf_multinomial.flows.transforms import ChannelMixing
 
 DENSE = dict(mid_channels=4, depth=2, growth=3, num_blocks=1)
 
@@ -43,12 +44,13 @@ def _jacobian_log_det(fn, x):
 def _check_layer(layer, shape, context=None):
     layer = _randomize(layer.double())
     x = torch.randn(2, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    y, log_det = layer(x, context)
+    extra = () if context is None else (context,)
+    y, log_det = layer(x, *extra)
     assert log_det.shape == (2,)
-    torch.testing.assert_close(layer.inverse(y, context), x, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(layer.inverse(y, *extra), x, rtol=1e-10, atol=1e-10)
     for b in range(2):
-        ctx = None if context is None else context[b : b + 1]
-        expected = _jacobian_log_det(lambda z: layer(z, ctx)[0], x[b])
+        ctx = () if context is None else (context[b : b + 1],)
+        expected = _jacobian_log_det(lambda z: layer(z, *ctx)[0], x[b])
         torch.testing.assert_close(log_det[b], expected, rtol=1e-8, atol=1e-8)
 
 
@@ -65,8 +67,8 @@ def test_squeeze_is_a_permutation_with_zero_log_det():
         squeeze2d(torch.zeros(1, 1, 3, 4))
 
 
-def test_invertible_1x1_conv_log_det():
-    _check_layer(InvertibleConv1x1(3), (3, 2, 2))
+def test_invertible_1x1_mixing_of_the_channel_axis_log_det():
+    _check_layer(ChannelMixing(3, dim=1), (3, 2, 2))
 
 
 @pytest.mark.parametrize("channels", [2, 3])
@@ -131,11 +133,16 @@ def test_conditional_flow_log_q_is_its_density():
 from hf_multinomial.flows.modeling_segmentation_flow import SegmentationFlowModel  # noqa: E402
 
 
+def _row(model):
+    """The config arguments of a row of Table 3: an inverse, or the VAE."""
+    return dict(vae=True) if model == "vae" else dict(inverse=model)
+
+
 def _tiny_model(model, num_classes=2, seed=0, **kwargs):
     torch.manual_seed(seed)
-    config = SegmentationFlowConfig(num_classes=num_classes, height=2, width=2, model=model, num_levels=1,
-                                    num_steps=2, encoder_steps=1, context_channels=2, latent_channels=1,
-                                    mid_channels=4, depth=1, growth=4, **kwargs)
+    config = SegmentationFlowConfig(num_classes=num_classes, height=2, width=2, num_levels=1, num_steps=2,
+                                    encoder_steps=1, context_channels=2, latent_channels=1, mid_channels=4, depth=1,
+                                    growth=4, **_row(model), **kwargs)
     # Small random perturbations: the model is not at its (identity) initialisation, so nothing cancels by chance.
     return _randomize(SegmentationFlowModel(config).double().eval(), scale=0.1, seed=seed)
 
@@ -150,7 +157,7 @@ def _model_probabilities(model, maps, num_samples=20000):
     (sampling clamps v outside [0, K) into the edge cells, which this does not)."""
     generator = torch.Generator().manual_seed(123)
     K = model.config.num_classes
-    if model.config.model.endswith("dequantization"):
+    if not model.config.vae and model.config.inverse.endswith("dequantization"):
         v = model.flow.sample(num_samples, generator=generator)[:, 0]
         inside = ((v >= 0) & (v < K)).flatten(1).all(dim=1)
         samples = torch.floor(v[inside]).long()
@@ -191,7 +198,7 @@ def test_log_q_is_the_density_of_the_lifted_v(model_name, num_classes, cartesian
 
 
 # Rows whose bounds agree with the sampled probabilities closely at this size (q is close enough to the posterior).
-ROWS = [(model, 2) for model in SEGMENTATION_MODELS] + [
+ROWS = [(model, 2) for model in (*INVERSES, "vae")] + [
     (model, 3) for model in ("thresholding", "gumbel", "gumbel_thresholding")
 ]
 
@@ -241,7 +248,7 @@ def test_forward_output_and_cartesian_digits():
     out = model(maps, generator=torch.Generator().manual_seed(0))
     assert out.log_likelihood_bound.shape == (maps.shape[0],)
     torch.testing.assert_close(out.loss, -out.log_likelihood_bound.mean() / 4)
-    torch.testing.assert_close(out.bits_per_pixel, out.loss / math.log(2))
+    torch.testing.assert_close(out.bits_per_dim, out.loss / math.log(2))
     samples = model.sample(64, generator=torch.Generator().manual_seed(0))
     assert samples.shape == (64, 2, 2) and samples.min() >= 0 and samples.max() < 5
     # The same generator seed gives the same draws.
@@ -257,8 +264,8 @@ def test_bad_inputs_are_rejected():
         model(torch.tensor([[[0, 1], [2, 0]]]))
     with pytest.raises(ValueError, match="integer"):
         model(torch.zeros(1, 2, 2))
-    with pytest.raises(ValueError, match="model must be one of"):
-        SegmentationFlowConfig(model="nope")
+    with pytest.raises(ValueError, match="inverse must be one of"):
+        SegmentationFlowConfig(inverse="nope")
     with pytest.raises(ValueError, match="divisible"):
         SegmentationFlowConfig(height=30, width=64, num_levels=4)
 
@@ -289,7 +296,7 @@ def test_save_and_load_through_auto_model(tmp_path, model_name):
     expected_samples = model.sample(8, generator=torch.Generator().manual_seed(1))
     for kwargs in ({}, {"trust_remote_code": True}):  # the installed package, then the copied modeling files
         loaded = AutoModel.from_pretrained(tmp_path, **kwargs).eval()
-        assert type(loaded).__name__ == "SegmentationFlowModel" and loaded.config.model == model_name
+        assert type(loaded).__name__ == "SegmentationFlowModel" and loaded.config.to_dict().items() >= _row(model_name).items()
         bound = loaded(maps, generator=torch.Generator().manual_seed(0)).log_likelihood_bound
         torch.testing.assert_close(bound, expected)
         torch.testing.assert_close(loaded.sample(8, generator=torch.Generator().manual_seed(1)), expected_samples)
@@ -303,17 +310,20 @@ def test_training_script_trains_evaluates_saves_and_resumes(tmp_path):
 
     from transformers import AutoModel
 
-    from hf_multinomial.training import segmentation_flow
+    from hf_multinomial.training import run as training_run
+    from hf_multinomial.training.segmentation_flow import TASK
 
     _register_auto_classes()
     out = str(tmp_path / "run")
-    argv = ["--preset", "tiny", "--model", "thresholding", "--output_dir", out, "--num_synthetic_maps", "32",
+    argv = ["--preset", "tiny", "--inverse", "thresholding", "--output_dir", out, "--num_synthetic_maps", "32",
             "--max_train_steps", "3", "--report_to", "none", "--num_eval_maps", "4", "--num_iwbo_samples", "3",
             "--num_validation_sequences", "4", "--num_card_samples", "4", "--lr_warmup_epochs", "2"]
-    args = segmentation_flow.parse_args(argv)
-    assert args.optimizer == "adamax" and args.command_line[0] == "train_segmentation_flow.py"
-    stats = segmentation_flow.train(args)
-    assert stats["global_step"] == 3 and args.lr_warmup_steps == 8  # 2 epochs of 32 // 8 steps
+    args = training_run.parse_arguments(TASK, argv)
+    assert args.training.optimizer == "adamax" and args.command_line[0] == "train_segmentation_flow.py"
+    stats = training_run.train(TASK, args)
+    assert stats["global_step"] == 3
+    # A warm-up of 2 epochs of 32 // 8 = 4 steps: 8 steps, so the first step's learning rate is 2/8 of the peak.
+    assert stats["history"][0]["lr"] == pytest.approx(1e-3 * 2 / 8 * 0.995 ** (1 / 4))
     for key in ("train_bpp", "validation_bpp", "test_bpp_elbo", "test_bpp_iwbo"):
         assert math.isfinite(stats[key]), key
     with open(f"{out}/train_results.json") as f:
@@ -323,10 +333,10 @@ def test_training_script_trains_evaluates_saves_and_resumes(tmp_path):
     for name in ("README.md", "samples.png", "model.safetensors", "image_layers.py"):
         assert (tmp_path / "run" / name).is_file(), name
     model = AutoModel.from_pretrained(out)
-    assert model.config.model == "thresholding" and model.config.height == 8
+    assert model.config.inverse == "thresholding" and not model.config.vae and model.config.height == 8
     assert model.sample(2, generator=torch.Generator().manual_seed(0)).shape == (2, 8, 16)
 
-    resumed = segmentation_flow.train(segmentation_flow.parse_args(
+    resumed = training_run.train(TASK, training_run.parse_arguments(TASK,
         [*argv[:-8], "--max_train_steps", "5", "--resume_from_checkpoint", "latest", "--num_eval_maps", "0",
-         "--num_card_samples", "0"]))
+         "--num_card_samples", "0", "--lr_warmup_epochs", "2"]))
     assert resumed["global_step"] == 5 and "test_bpp_elbo" not in resumed

@@ -19,9 +19,10 @@ and not `gtFine/test`, whose annotations are withheld). Splits follow the paper:
 official train maps, sorted by path, give `train` (the first 2500) and `validation` (the
 remaining 475); the 500 official val maps give `test`.
 
-The prepared dataset is saved with `save_to_disk` in a cache folder keyed by the source
-(path, sizes and modification times), the output size and the split rule, so a second call
-memory-maps the cached Arrow files instead of decoding the PNGs again.
+The prepared dataset is saved with `save_to_disk` in a cache folder keyed by the source's
+content (the SHA-256 of the zip, or of every label map of the folder, with their names), the
+output size and the split rule, so a second call memory-maps the cached Arrow files instead of
+decoding the PNGs again, and an edited map is never served from a stale cache.
 """
 
 from __future__ import annotations
@@ -32,13 +33,14 @@ import json
 import os
 import re
 import zipfile
+import zlib
 from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
 from datasets import Array2D, Dataset, DatasetDict, Features, Value
 
-from .cache import default_cache_dir, save_splits_atomically
+from .cache import default_cache_dir, file_sha256, save_splits_atomically
 
 
 __all__ = [
@@ -141,7 +143,7 @@ _CATEGORY_LUT = np.array(
 )
 _LABEL_FILE = re.compile(r"(?:^|/)gtFine/(train|val)/([^/]+)/([^/]+_gtFine_labelIds\.png)$")
 _ACCEPTED_MODES = ("L", "I", "I;16")  # integer single-channel images
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: keyed on the content of the source
 
 
 # --------------------------------------------------------------------------- preprocessing
@@ -325,7 +327,7 @@ class _CityscapesSource:
         """`{"train": [...], "val": [...]}`: sorted relative paths `gtFine/<split>/<city>/<name>`."""
         found: dict[str, list[str]] = {"train": [], "val": []}
         if self.zip_path is not None:
-            with zipfile.ZipFile(self.zip_path) as archive:
+            with _open_zip(self.zip_path) as archive:
                 for member in archive.namelist():
                     match = _LABEL_FILE.search(member)
                     if match is None or member.startswith("__MACOSX/"):
@@ -356,15 +358,19 @@ class _CityscapesSource:
         return found
 
     def fingerprint(self, files: dict[str, list[str]]) -> dict:
+        """The content hash of the source (not sizes and modification times, which an in-place edit can keep)."""
         if self.zip_path is not None:
-            stat = os.stat(self.zip_path)
-            return {"zip": os.path.abspath(self.zip_path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-        stats = hashlib.sha256()
+            return {"zip_sha256": file_sha256(self.zip_path)}
+        digest = hashlib.sha256()
         for names in files.values():
             for name in names:
-                stat = os.stat(self._file_path(name))
-                stats.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-        return {"folder": os.path.abspath(self.gtfine_dir), "files": stats.hexdigest()}
+                path = self._file_path(name)
+                try:
+                    content = file_sha256(path)
+                except OSError as error:
+                    raise _unreadable(repr(path), error) from error
+                digest.update(f"{name}\0{content}\n".encode())
+        return {"files_sha256": digest.hexdigest()}
 
     def open(self, archive: zipfile.ZipFile | None, relative: str):
         from PIL import Image
@@ -393,22 +399,45 @@ def _build_split(
     from tqdm.auto import tqdm
 
     maps = np.empty((len(names), *size), dtype=np.uint8)
-    archive = zipfile.ZipFile(source.zip_path) if source.zip_path is not None else None
+    archive = _open_zip(source.zip_path) if source.zip_path is not None else None
     try:
         for i, name in enumerate(tqdm(names, desc=desc, disable=None)):
             where = source.describe(name)
             try:
-                with source.open(archive, name) as image:
-                    _check_image(image, where, source_size)
+                image = source.open(archive, name)
+            except _READ_ERRORS as error:  # a missing, truncated or corrupt file or zip member
+                raise _unreadable(where, error) from error
+            with image:
+                _check_image(image, where, source_size)  # mode and size: the header only
+                try:
                     label_ids = np.asarray(image)  # decodes the PNG
-            except (OSError, SyntaxError, zipfile.BadZipFile) as error:
-                raise ValueError(f"Cannot read the label map {where}: {error}") from error
+                except _READ_ERRORS as error:  # truncated or corrupt image data
+                    raise _unreadable(where, error) from error
             _check_label_ids(label_ids, where)  # the whole map, not just the sampled pixels
             maps[i] = cityscapes_categories(nearest_resize(label_ids, size))
     finally:
         if archive is not None:
             archive.close()
     return maps_to_dataset(maps, names)
+
+
+# What reading a label map can raise: OSError (a missing or unreadable file; Pillow's "cannot identify image file",
+# "image file is truncated"), SyntaxError and ValueError (Pillow on a broken PNG chunk), and for a zip member
+# zipfile.BadZipFile ("Bad CRC-32"), zlib.error (a corrupt deflate stream), EOFError (a cut member),
+# NotImplementedError / RuntimeError (an unsupported compression method, an encrypted member).
+_READ_ERRORS = (OSError, SyntaxError, ValueError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError,
+                RuntimeError)
+
+
+def _unreadable(where: str, error: BaseException) -> ValueError:
+    return ValueError(f"Cannot read the label map {where}: {type(error).__name__}: {error}")
+
+
+def _open_zip(path: str) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, EOFError, OSError) as error:
+        raise ValueError(f"Cannot read {path!r}: it is not a complete zip archive ({type(error).__name__}: {error}).") from error
 
 
 def _check_image(image, where: str, source_size: tuple[int, int] | None) -> None:

@@ -8,12 +8,13 @@ clipped to [-2.25, 2.25] and quantized as round(20 x) + 45: 2 dimensions with 91
 * `eight_gaussians_pmf` gives the exact probability mass table (91, 91) in float64: each component is a product of
   two 1-D Gaussians, so a cell's mass is a product of differences of normal CDFs; the first and last cells also hold
   the mass clipped at -2.25 and 2.25 (the whole tail beyond the cell edge -2.225 / 2.225);
-* `eight_gaussians_entropy` its exact entropy, about 6.320 nats;
-* `pmf_image` / `save_pmf_figure` draw probability mass tables as heat maps with PIL (the paper's Figure 6).
+* `eight_gaussians_entropy` its exact entropy, about 6.320 nats.
+
+The heat maps of the paper's Figure 6 are drawn by `scripts/toy_eight_gaussians.py`.
 """
 
 import math
-from typing import Optional, Sequence
+from typing import Optional
 
 import torch
 
@@ -25,8 +26,6 @@ __all__ = [
     "sample_eight_gaussians",
     "eight_gaussians_pmf",
     "eight_gaussians_entropy",
-    "pmf_image",
-    "save_pmf_figure",
 ]
 
 EIGHT_GAUSSIANS_NUM_CLASSES = 91
@@ -96,52 +95,3 @@ def eight_gaussians_entropy() -> float:
     """The exact entropy of the quantized data in nats, -sum p log p over the 91 x 91 table (about 6.320)."""
     pmf = eight_gaussians_pmf()
     return float(-torch.special.xlogy(pmf, pmf).sum())
-
-
-def pmf_image(pmf: torch.Tensor, vmax: Optional[float] = None, scale: int = 4):
-    """A probability mass table (91, 91) as a PIL RGB heat map, white (0) to dark blue (>= `vmax`).
-
-    Args:
-        pmf: `pmf[i, j]` = P(x_1 = i, x_2 = j); x_1 runs left to right, x_2 bottom to top.
-        vmax: the mass shown darkest (default: the table's maximum); larger masses saturate.
-        scale: pixels per cell.
-    """
-    import numpy as np
-    from PIL import Image
-
-    pmf = torch.as_tensor(pmf, dtype=torch.float64).cpu()
-    if pmf.dim() != 2:
-        raise ValueError(f"pmf must be a 2-D table, got shape {tuple(pmf.shape)}")
-    vmax = float(pmf.max()) if vmax is None else vmax
-    t = (pmf / max(vmax, 1e-300)).clamp(0.0, 1.0).T.flip(0).numpy()[..., None]  # rows: x_2 from top (90) down
-    white, blue = np.array([255.0, 255.0, 255.0]), np.array([8.0, 48.0, 107.0])
-    rgb = (white + (blue - white) * t).round().astype(np.uint8)
-    return Image.fromarray(rgb, mode="RGB").resize((rgb.shape[1] * scale, rgb.shape[0] * scale), Image.NEAREST)
-
-
-def save_pmf_figure(
-    path: str, pmfs: Sequence[torch.Tensor], titles: Sequence[str], vmax: Optional[float] = None, scale: int = 4
-) -> None:
-    """Save heat maps of several probability mass tables side by side, each with its title above, to `path` (PNG).
-
-    All panels share the colour scale `vmax` (default: the first table's maximum, i.e. the data's).
-    """
-    from PIL import Image, ImageDraw
-
-    if len(pmfs) != len(titles):
-        raise ValueError(f"got {len(pmfs)} tables but {len(titles)} titles")
-    vmax = float(torch.as_tensor(pmfs[0]).max()) if vmax is None else vmax
-    panels = [pmf_image(p, vmax=vmax, scale=scale) for p in pmfs]
-    pad, title_height = 8, 20
-    width = sum(p.width for p in panels) + pad * (len(panels) + 1)
-    height = max(p.height for p in panels) + title_height + 2 * pad
-    figure = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(figure)
-    x = pad
-    for panel, title in zip(panels, titles):
-        draw.text((x, pad // 2), title, fill="black")
-        top = pad + title_height
-        figure.paste(panel, (x, top))
-        draw.rectangle([x - 1, top - 1, x + panel.width, top + panel.height], outline="gray")
-        x += panel.width + pad
-    figure.save(path)

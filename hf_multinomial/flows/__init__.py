@@ -10,7 +10,7 @@ imports into the saved folder for `trust_remote_code=True`.
 from .cartesian import CartesianEncoding
 from .configuration_argmax_flow import ArgmaxFlowConfig
 from .discrete_flow import DiscreteFlow
-from .density import AutoregressiveFlow, CouplingFlow, DensityFlow, StandardNormalFlow
+from .density import AutoregressiveFlow, CouplingFlow, DensityFlow
 from .modeling_argmax_flow import ArgmaxFlowModel, ArgmaxFlowOutput
 from .configuration_segmentation_flow import SegmentationFlowConfig
 from .modeling_segmentation_flow import SegmentationFlowModel, SegmentationFlowOutput
@@ -29,7 +29,6 @@ __all__ = [
     "SegmentationFlowConfig",
     "SegmentationFlowModel",
     "SegmentationFlowOutput",
-    "StandardNormalFlow",
     "argmax_decode",
     "gumbel_threshold",
     "make_argmax_inverse",

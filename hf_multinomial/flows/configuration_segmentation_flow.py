@@ -3,28 +3,22 @@
 
 from transformers import PreTrainedConfig
 
-# The rows of the paper's Cityscapes table (Table 3), in its order.
-SEGMENTATION_MODELS = (
-    "uniform_dequantization",
-    "variational_dequantization",
-    "thresholding",
-    "gumbel",
-    "gumbel_thresholding",
-    "vae",
-)
+from .configuration_argmax_flow import check_argmax_settings, check_count, check_dropout
 
 
 class SegmentationFlowConfig(PreTrainedConfig):
     r"""
     Configuration of a [`SegmentationFlowModel`]: a latent-variable model of `(height, width)` maps of
     `num_classes` classes whose bound log P(x) >= E_q[log p(v) + log P(x | v) - log q(v | x)] is trained and
-    reported. All rows share the density model p(v) (a multi-scale flow of 1 x 1 convolutions and affine couplings
-    with DenseNet conditioners) and the conditional flow q(v | x).
+    reported. All rows of the paper's Table 3 share the density model p(v) (a multi-scale flow of 1 x 1 mixings and
+    affine couplings with DenseNet conditioners) and the conditional flow q(v | x); a row is an `inverse`, or
+    `vae=True`.
 
     Args:
         num_classes (`int`): K, the classes of a pixel (8 Cityscapes categories).
-        height, width (`int`): map size, divisible by 2**num_levels (32 x 64 in the paper).
-        model (`str`): the row of the paper's Table 3:
+        height, width (`int`): map size, divisible by 2**num_levels (32 x 64 in the paper); `sample_shape` is
+            `(height, width)`.
+        inverse (`str`): q(v | x), as in [`ArgmaxFlowConfig`] (the argmax and dequantization rows of Table 3):
             - `"uniform_dequantization"`: v = x + u, u ~ U(0, 1)^(H x W), of the class index (one channel); the
               generative direction rounds down ("Round / Unif.").
             - `"variational_dequantization"`: v = x + sigmoid(u) with u ~ q(u | x) the conditional flow
@@ -34,8 +28,10 @@ class SegmentationFlowConfig(PreTrainedConfig):
             - `"gumbel"`: argmax flow, v drawn from Gumbels of per-pixel logits (a DenseNet of x) conditioned on
               their argmax being x.
             - `"gumbel_thresholding"`: argmax flow, u ~ q(u | x) then the truncated-Gumbel thresholding.
-            - `"vae"`: a VAE with prior p(z) the density model, encoder q(z | x) the conditional flow, and decoder
-              p(x | z) a DenseNet giving per-pixel categorical logits.
+            For the thresholding and variational rows the conditional flow q(u | x) replaces the inverse's Gaussian.
+        vae (`bool`): the VAE row of Table 3 instead: prior p(z) the density model, encoder q(z | x) the conditional
+            flow, and decoder p(x | z) a DenseNet giving per-pixel categorical logits; there is no argmax, so
+            `inverse` and `cartesian_base` are unused.
         cartesian_base (`int`, *optional*): argmax and dequantization rows: encode each class as d digits in base
             M with M**d >= K (then v has d * M channels, or d for M = 2); `None`: one digit in base K.
         num_levels (`int`): levels of the density model, each a squeeze then `num_steps` subflows (paper: 4).
@@ -56,7 +52,8 @@ class SegmentationFlowConfig(PreTrainedConfig):
         num_classes: int = 8,
         height: int = 32,
         width: int = 64,
-        model: str = "thresholding",
+        inverse: str = "thresholding",
+        vae: bool = False,
         cartesian_base=None,
         num_levels: int = 4,
         num_steps: int = 10,
@@ -71,14 +68,15 @@ class SegmentationFlowConfig(PreTrainedConfig):
         dropout: float = 0.0,
         **kwargs,
     ):
-        if model not in SEGMENTATION_MODELS:
-            raise ValueError(f"model must be one of {SEGMENTATION_MODELS}, got {model!r}")
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
-        if cartesian_base is not None and cartesian_base < 2:
-            raise ValueError(f"cartesian_base must be None or at least 2, got {cartesian_base}")
-        if num_levels < 1 or num_steps < 1:
-            raise ValueError(f"num_levels and num_steps must be positive, got {num_levels} and {num_steps}")
+        check_argmax_settings(num_classes, inverse, cartesian_base)
+        # Every size: 0 or a negative value is never "none" (encoder_steps=-1 or num_blocks=0 were accepted).
+        for name, value in (("height", height), ("width", width), ("num_levels", num_levels),
+                            ("num_steps", num_steps), ("encoder_steps", encoder_steps),
+                            ("context_channels", context_channels), ("latent_channels", latent_channels),
+                            ("mid_channels", mid_channels), ("depth", depth), ("growth", growth),
+                            ("num_blocks", num_blocks)):
+            check_count(name, value)
+        check_dropout("dropout", dropout)
         scale = 2**num_levels
         if height % scale or width % scale:
             raise ValueError(
@@ -87,7 +85,8 @@ class SegmentationFlowConfig(PreTrainedConfig):
         self.num_classes = num_classes
         self.height = height
         self.width = width
-        self.model = model
+        self.inverse = inverse
+        self.vae = vae
         self.cartesian_base = cartesian_base
         self.num_levels = num_levels
         self.num_steps = num_steps
@@ -103,9 +102,9 @@ class SegmentationFlowConfig(PreTrainedConfig):
         super().__init__(**kwargs)
 
     @property
-    def sample_size(self):
-        """`(height, width)`, under the name the segmentation U-Net's config uses."""
+    def sample_shape(self):
+        """The shape of one example, `(height, width)`."""
         return (self.height, self.width)
 
 
-__all__ = ["SEGMENTATION_MODELS", "SegmentationFlowConfig"]
+__all__ = ["SegmentationFlowConfig"]

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .gaussian import gaussian_log_prob
 from .transforms import (
     ChannelMixing,
     ReverseSequence,
@@ -19,7 +20,6 @@ from .transforms import (
     mixture_logistic_cdf,
     mixture_logistic_cdf_inverse,
     mixture_num_params,
-    standard_normal_log_prob,
 )
 
 
@@ -36,7 +36,7 @@ class DensityFlow(nn.Module):
         seq_len (`int`): L.
         width (`int`): D, the number of values per position.
         layers (`List[nn.Module]`): Applied in order from data to base; each has `forward(v) -> (z, log_det)`
-            and `inverse(z) -> v`.
+            and `inverse(z) -> v`. With none, p(v) is the standard Gaussian itself.
     """
 
     def __init__(self, seq_len: int, width: int, layers: List[nn.Module]):
@@ -69,7 +69,7 @@ class DensityFlow(nn.Module):
     def log_prob(self, v: torch.Tensor) -> torch.Tensor:
         """log p(v) in nats, summed over positions and values: (B, L, D) -> (B,)."""
         z, log_det = self(v)
-        return standard_normal_log_prob(z) + log_det
+        return gaussian_log_prob(z).flatten(1).sum(1) + log_det
 
     def sample(self, num_samples: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Draws `num_samples` sequences v (num_samples, L, D): z from the Gaussian base, then the inverse."""
@@ -83,18 +83,6 @@ class DensityFlow(nn.Module):
         )
         with torch.no_grad():
             return self.inverse(z)
-
-
-class StandardNormalFlow(DensityFlow):
-    """p(v) = N(v; 0, I) with no layers: the baseline without a learned density, and a check of the surjections.
-
-    Args:
-        seq_len (`int`): L.
-        width (`int`): D.
-    """
-
-    def __init__(self, seq_len: int, width: int):
-        super().__init__(seq_len, width, [])
 
 
 def lstm_step(lstm: nn.LSTM, x: torch.Tensor, state: Optional[List[Tuple[torch.Tensor, torch.Tensor]]]):

@@ -86,24 +86,6 @@ def sample_gumbel(
     return g
 
 
-def sample_max_gumbel(
-    logits: torch.Tensor, generator: Optional[torch.Generator] = None
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Samples the maximum of independent Gumbel(logits_i) over the last axis without drawing them.
-
-    The maximum is Gumbel(loc_max) with loc_max = logsumexp(logits) (Table 5).
-
-    Args:
-        logits: Gumbel locations, shape (..., M).
-        generator: random generator on `logits.device`.
-
-    Returns:
-        (g_max, loc_max), both of shape (...).
-    """
-    loc_max = torch.logsumexp(logits, dim=-1)
-    return sample_gumbel(loc_max, generator=generator), loc_max
-
-
 def truncated_gumbel_log_prob(g: torch.Tensor, loc: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
     """log TruncGumbel(g | loc, T) = -(g - loc) - exp(-(g - loc)) + exp(-(T - loc)) for g <= T, -inf above T.
 

@@ -4,10 +4,11 @@ Invertible layers on images `(B, C, H, W)` and the flows built from them, for th
 paper's Section 6.2 / Appendix B.2:
 
 - [`squeeze2d`] / [`unsqueeze2d`]: space-to-depth by a factor 2 (volume preserving);
-- [`InvertibleConv1x1`]: a learned C x C channel mixing (Glow), log-det H * W * log|det W|;
+- [`ChannelMixing`] (from `transforms`) with `dim=1`: the learned C x C 1 x 1 convolution (Glow), log-det
+  H * W * log|det W|;
 - [`DenseNet`]: the conditioner of the coupling layers, the context network of q(v | x) and the VAE decoder;
 - [`AffineCoupling`]: y_b = x_b * exp(s) + t with (s, t) = DenseNet([x_a, context]);
-- [`MultiScaleFlow`]: the density model p(v): levels of subflows (1 x 1 convolution + affine coupling) separated
+- [`MultiScaleFlow`]: the density model p(v): levels of subflows (1 x 1 mixing + affine coupling) separated
   by squeeze layers, with half of the channels factored out after every level but the last;
 - [`ConditionalFlow`]: q(u | x): a conditional Gaussian base and one level of conditional subflows, both driven by
   a DenseNet representation of x.
@@ -16,28 +17,18 @@ Every invertible layer has `forward(x, context=None) -> (y, log_det)` (log_det o
 summed over everything but the batch) and `inverse(y, context=None) -> x`.
 """
 
-import math
 from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-LOG_2PI = math.log(2 * math.pi)
+from .gaussian import gaussian_log_prob, sample_gaussian
+from .transforms import ChannelMixing
 
 
 def _sum_except_batch(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1).sum(dim=1)
-
-
-def gaussian_log_prob(x: torch.Tensor, mean: Optional[torch.Tensor] = None, log_scale: Optional[torch.Tensor] = None):
-    """log N(x; mean, exp(log_scale)^2) summed over all but the batch axis, shape `(B,)`; standard normal by default."""
-    if mean is not None:
-        x = (x - mean) * torch.exp(-log_scale)
-    log_p = -0.5 * (x**2 + LOG_2PI)
-    if log_scale is not None:
-        log_p = log_p - log_scale
-    return _sum_except_batch(log_p)
 
 
 def squeeze2d(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
@@ -70,27 +61,6 @@ class Squeeze2d(nn.Module):
 
     def inverse(self, y, context=None):
         return unsqueeze2d(y, self.factor)
-
-
-class InvertibleConv1x1(nn.Module):
-    """
-    y[:, i] = sum_j W[i, j] x[:, j] at every pixel (Kingma & Dhariwal, 2018), W initialised to a random rotation.
-
-    Args:
-        num_channels (`int`): C.
-    """
-
-    def __init__(self, num_channels: int):
-        super().__init__()
-        weight = torch.linalg.qr(torch.randn(num_channels, num_channels))[0]
-        self.weight = nn.Parameter(weight)
-
-    def forward(self, x, context=None):
-        log_det = torch.linalg.slogdet(self.weight)[1] * (x.shape[2] * x.shape[3])
-        return F.conv2d(x, self.weight[:, :, None, None]), log_det.expand(x.shape[0])
-
-    def inverse(self, y, context=None):
-        return F.conv2d(y, torch.linalg.inv(self.weight)[:, :, None, None])
 
 
 class DenseBlock(nn.Module):
@@ -181,20 +151,20 @@ class AffineCoupling(nn.Module):
 
 
 class Subflow(nn.Module):
-    """One subflow of the paper's B.2: an [`InvertibleConv1x1`] then an [`AffineCoupling`]."""
+    """One subflow of the paper's B.2: a 1 x 1 [`ChannelMixing`] then an [`AffineCoupling`]."""
 
     def __init__(self, num_channels: int, context_channels: int = 0, **dense_kwargs):
         super().__init__()
-        self.conv = InvertibleConv1x1(num_channels)
+        self.mixing = ChannelMixing(num_channels, dim=1)
         self.coupling = AffineCoupling(num_channels, context_channels, **dense_kwargs)
 
     def forward(self, x, context=None):
-        x, log_det_conv = self.conv(x)
+        x, log_det_mixing = self.mixing(x)
         y, log_det_coupling = self.coupling(x, context)
-        return y, log_det_conv + log_det_coupling
+        return y, log_det_mixing + log_det_coupling
 
     def inverse(self, y, context=None):
-        return self.conv.inverse(self.coupling.inverse(y, context))
+        return self.mixing.inverse(self.coupling.inverse(y, context))
 
 
 class SplitPrior(nn.Module):
@@ -212,12 +182,11 @@ class SplitPrior(nn.Module):
 
     def log_prob(self, z2, z1):
         mean, log_scale = self(z1)
-        return gaussian_log_prob(z2, mean, log_scale)
+        return _sum_except_batch(gaussian_log_prob(z2, mean, log_scale))
 
     def sample(self, z1, generator=None):
         mean, log_scale = self(z1)
-        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        return mean + torch.exp(log_scale) * eps
+        return sample_gaussian(mean, log_scale, generator)[0]
 
 
 class MultiScaleFlow(nn.Module):
@@ -274,7 +243,7 @@ class MultiScaleFlow(nn.Module):
     def log_prob(self, v: torch.Tensor) -> torch.Tensor:
         """log p(v) in nats, shape `(B,)`."""
         z, log_p = self(v)
-        return log_p + gaussian_log_prob(z)
+        return log_p + _sum_except_batch(gaussian_log_prob(z))
 
     def sample(self, num_samples: int, generator: Optional[torch.Generator] = None, device=None, dtype=None):
         """v ~ p(v), shape `(num_samples, C, H, W)`."""
@@ -322,7 +291,7 @@ class ConditionalFlow(nn.Module):
         context = self.context_net(condition)
         mean, log_scale = self.base(context).chunk(2, dim=1)
         u = mean + torch.exp(log_scale) * noise
-        log_q = gaussian_log_prob(noise) - _sum_except_batch(log_scale)
+        log_q = _sum_except_batch(gaussian_log_prob(noise)) - _sum_except_batch(log_scale)
         h, context = squeeze2d(u), squeeze2d(context)
         for step in self.steps:
             h, log_det = step(h, context)
@@ -342,12 +311,10 @@ __all__: List[str] = [
     "ConditionalFlow",
     "DenseBlock",
     "DenseNet",
-    "InvertibleConv1x1",
     "MultiScaleFlow",
     "SplitPrior",
     "Squeeze2d",
     "Subflow",
-    "gaussian_log_prob",
     "squeeze2d",
     "unsqueeze2d",
 ]

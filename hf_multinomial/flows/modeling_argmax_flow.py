@@ -1,7 +1,8 @@
 # Copyright 2026 The hf-multinomial Authors. Apache-2.0.
 """Argmax flows for text (Hoogeboom et al., 2021, Section 4) as a transformers model."""
 
-import math
+import itertools
+import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -12,8 +13,8 @@ from transformers.utils import ModelOutput
 
 from .cartesian import CartesianEncoding
 from .configuration_argmax_flow import ArgmaxFlowConfig
-from .density import AutoregressiveFlow, CouplingFlow, StandardNormalFlow
-from .likelihood import importance_weighted_bound, sample_valid
+from .density import AutoregressiveFlow, CouplingFlow
+from .likelihood import FlowModelMixin
 from .surjections import make_argmax_inverse
 
 
@@ -34,6 +35,70 @@ class ArgmaxFlowOutput(ModelOutput):
     loss: Optional[torch.FloatTensor] = None
     log_likelihood_bound: Optional[torch.FloatTensor] = None
     bits_per_dim: Optional[torch.FloatTensor] = None
+
+
+def check_positive(name: str, value, allow_none: bool = False) -> None:
+    """A ValueError naming `name` and `value` unless `value` is a positive integer (or None when allowed): 0 never
+    means "all" or "default"."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer{' or None' if allow_none else ''}, got {value!r}")
+
+
+def first_non_finite(model: nn.Module) -> Optional[str]:
+    """`"'name' (N of M values are NaN/inf)"` for the first parameter or buffer of `model` holding a NaN or an
+    infinity; None when every value is finite."""
+    for name, tensor in itertools.chain(model.named_parameters(), model.named_buffers()):
+        if tensor.is_floating_point() and tensor.device.type != "meta" and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            kind = "NaN" if bool(torch.isnan(tensor).any()) else "inf"
+            return f"{name!r} ({bad} of {tensor.numel()} values are {kind})"
+    return None
+
+
+def check_finite_draw(model: nn.Module, v: torch.Tensor) -> None:
+    """A RuntimeError unless the draw `v` of the density flow is finite: the argmax of NaN is 0, so a broken model
+    would otherwise sample all zeros. The message names the first non-finite parameter, if any."""
+    if bool(torch.isfinite(v).all()):
+        return
+    bad = int((~torch.isfinite(v)).sum())
+    culprit = first_non_finite(model)
+    cause = (f"the parameter {culprit} is not finite" if culprit is not None
+             else "the density flow's inverse overflowed (every parameter is finite)")
+    raise RuntimeError(f"{type(model).__name__} drew non-finite values ({bad} of {v.numel()} entries of v): {cause}; "
+                       "its samples would be meaningless")
+
+
+class CheckedFlowMixin:
+    """Argument and weight checks of the flow models, in front of `FlowModelMixin`: `batch_size=0` or
+    `num_samples=0` are errors (not "all at once"), and a model loaded with NaN or infinite weights is refused."""
+
+    def log_likelihood(self, input_ids, num_samples: int = 1, generator=None, batch_size: Optional[int] = None):
+        check_positive("num_samples", num_samples)
+        check_positive("batch_size", batch_size, allow_none=True)
+        return super().log_likelihood(input_ids, num_samples=num_samples, generator=generator, batch_size=batch_size)
+
+    log_likelihood.__doc__ = FlowModelMixin.log_likelihood.__doc__
+
+    def sample(self, batch_size: int, generator=None, max_rounds: int = 100):
+        check_positive("batch_size", batch_size)
+        check_positive("max_rounds", max_rounds)
+        return super().sample(batch_size, generator=generator, max_rounds=max_rounds)
+
+    sample.__doc__ = FlowModelMixin.sample.__doc__
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """`PreTrainedModel.from_pretrained`, then a ValueError naming the parameter and the folder (or repository)
+        when a loaded weight is NaN or infinite."""
+        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        model_only = model[0] if isinstance(model, tuple) else model  # output_loading_info=True
+        culprit = first_non_finite(model_only)
+        if culprit is not None:
+            raise ValueError(f"The weights of the {cls.__name__} in {os.fspath(pretrained_model_name_or_path)!r} "
+                             f"are not finite: the parameter {culprit}")
+        return model
 
 
 class ArgmaxFlowPreTrainedModel(PreTrainedModel):
@@ -74,20 +139,24 @@ class ContextNet(nn.Module):
         return self.out(h).view(batch_size, seq_len, self.digits, self.num_params)
 
 
-class ArgmaxFlowModel(ArgmaxFlowPreTrainedModel):
+class ArgmaxFlowModel(CheckedFlowMixin, FlowModelMixin, ArgmaxFlowPreTrainedModel):
     """
-    An argmax flow on sequences of `config.seq_len` classes in [0, `config.vocab_size`): each class is written as
+    An argmax flow on sequences of `config.seq_len` classes in [0, `config.num_classes`): each class is written as
     Cartesian digits, q(v | x) lifts the digits to continuous v with argmax(v) = x, and a density flow gives p(v).
 
-        model = ArgmaxFlowModel(ArgmaxFlowConfig(vocab_size=27, seq_len=256))
+        model = ArgmaxFlowModel(ArgmaxFlowConfig(num_classes=27, seq_len=256))
         loss = model(input_ids).loss                      # nats per character, to minimise
         ids = model.sample(4, generator=torch.Generator().manual_seed(0))
         iwbo = model.log_likelihood(input_ids, num_samples=100)   # nats per sequence
+
+    `forward`, `log_likelihood`, `sample_codes` and `sample` are those of [`FlowModelMixin`].
     """
+
+    output_class = ArgmaxFlowOutput
 
     def __init__(self, config: ArgmaxFlowConfig):
         super().__init__(config)
-        self.encoding = CartesianEncoding(config.vocab_size, config.cartesian_base)
+        self.encoding = CartesianEncoding(config.num_classes, config.cartesian_base)
         self.inverse = make_argmax_inverse(config.inverse, self.encoding.base)
         width = self.encoding.digits * self.inverse.width_per_digit
         self.context = (
@@ -99,93 +168,31 @@ class ArgmaxFlowModel(ArgmaxFlowPreTrainedModel):
             self.flow = AutoregressiveFlow(config.seq_len, width, config.hidden_size, config.num_layers,
                                            config.num_mixtures, num_steps=config.num_flow_steps,
                                            input_dropout=config.input_dropout)
-        elif config.flow_type == "coupling":
+        else:
             self.flow = CouplingFlow(config.seq_len, width, config.hidden_size, config.num_layers,
                                      config.num_mixtures, num_steps=config.num_flow_steps,
                                      dropout=config.input_dropout)
-        else:
-            self.flow = StandardNormalFlow(config.seq_len, width)
         self.post_init()
 
-    def _check_input_ids(self, input_ids: torch.Tensor) -> None:
-        if input_ids.dim() != 2 or input_ids.shape[1] != self.config.seq_len:
-            raise ValueError(
-                f"input_ids must have shape (batch_size, {self.config.seq_len}), got {tuple(input_ids.shape)}"
-            )
-        if input_ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-            raise ValueError(f"input_ids must hold integer class ids, got dtype {input_ids.dtype}")
+    def lift(self, input_ids: torch.Tensor, generator: Optional[torch.Generator] = None):
+        """One draw v ~ q(v | x), `(B, seq_len, width)`, and log q(v | x) in nats, `(B,)`. `input_ids` are assumed
+        checked."""
+        digits = self.encoding.encode(input_ids.long())
+        params = self.context(digits) if self.context is not None else None
+        return self.inverse(digits, params, generator=generator)
 
     def sample_bound(self, input_ids: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """One draw of v ~ q(v | x) and its bound log p(v) - log q(v | x), in nats per sequence, shape `(B,)`."""
         self._check_input_ids(input_ids)
-        digits = self.encoding.encode(input_ids.long())  # rejects ids outside [0, K), naming them
-        params = self.context(digits) if self.context is not None else None
-        v, log_q = self.inverse(digits, params, generator=generator)
+        v, log_q = self.lift(input_ids, generator)
         return self.flow.log_prob(v) - log_q
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        generator: Optional[torch.Generator] = None,
-        return_dict: Optional[bool] = None,
-    ):
-        """
-        Args:
-            input_ids (`torch.LongTensor` of shape `(batch_size, seq_len)`): class ids in [0, vocab_size).
-            generator (`torch.Generator`, *optional*): for the draw v ~ q(v | x).
-            return_dict (`bool`, *optional*): return an [`ArgmaxFlowOutput`] (default) or a tuple.
-        """
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        bound = self.sample_bound(input_ids, generator)
-        loss = -bound.mean() / self.config.seq_len
-        bits = loss / math.log(2.0)
-        if not return_dict:
-            return loss, bound, bits
-        return ArgmaxFlowOutput(loss=loss, log_likelihood_bound=bound, bits_per_dim=bits)
-
-    @torch.no_grad()
-    def log_likelihood(
-        self,
-        input_ids: torch.Tensor,
-        num_samples: int = 1,
-        generator: Optional[torch.Generator] = None,
-        batch_size: Optional[int] = None,
-    ) -> torch.Tensor:
-        """
-        The importance-weighted bound (IWBO) log (1/k) sum_i p(v_i) / q(v_i | x), v_i ~ q(v | x), in nats per
-        sequence, shape `(B,)`. It is a lower bound on log P(x) for every k and tightens as k grows; k = 1 is the
-        ELBO of `forward`.
-
-        Args:
-            input_ids (`torch.LongTensor` of shape `(B, seq_len)`): the sequences.
-            num_samples (`int`): k, the number of draws from q per sequence.
-            generator (`torch.Generator`, *optional*): for the draws.
-            batch_size (`int`, *optional*): rows per forward pass (the `B * k` rows are cut into chunks of this
-                size); default: all at once.
-        """
-        self._check_input_ids(input_ids)
-        return importance_weighted_bound(self.sample_bound, input_ids, num_samples, generator, batch_size)
-
-    @torch.no_grad()
-    def sample_codes(self, batch_size: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """One sampling pass, v ~ p(v) then the argmax digit by digit: `(batch_size, seq_len)` codes, which may
-        include the unused Cartesian codes >= K (see [`~ArgmaxFlowModel.sample`])."""
-        return self.encoding.decode(self.inverse.decode(self.flow.sample(batch_size, generator=generator)))
-
-    @torch.no_grad()
-    def sample(self, batch_size: int, generator: Optional[torch.Generator] = None, max_rounds: int = 100):
-        """
-        Draw `batch_size` sequences, `torch.LongTensor` of shape `(batch_size, seq_len)`: v ~ p(v), then
-        x = argmax(v) digit by digit.
-
-        With a Cartesian base, M**d may exceed K: a sequence that decodes to an unused code (>= K) is drawn again
-        (this samples the model conditioned on valid sequences, whose probabilities are at least the model's).
-        After `max_rounds` draws that still leave invalid sequences a `RuntimeError` says so.
-        """
-        def draw(n):
-            return self.sample_codes(n, generator=generator)
-
-        return sample_valid(draw, batch_size, self.config.vocab_size, max_rounds, name="sequences")
+    def decode(self, v: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """Codes `(B, seq_len)` of continuous v `(B, seq_len, width)`: the argmax digit by digit (may be >= K for
+        unused Cartesian codes). `generator` is unused (the argmax is deterministic). A non-finite v (a model with
+        NaN weights) is a RuntimeError, not codes 0."""
+        check_finite_draw(self, v)
+        return self.encoding.decode(self.inverse.decode(v))
 
 
 __all__ = ["ArgmaxFlowModel", "ArgmaxFlowOutput", "ArgmaxFlowPreTrainedModel"]

@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .gaussian import gaussian_log_prob, sample_gaussian
 from .gumbel import (
     gumbel_log_prob,
     log1mexp,
@@ -38,7 +39,6 @@ from .gumbel import (
 )
 
 _LOG_2 = math.log(2.0)
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 def _check_base(base) -> int:
@@ -128,13 +128,7 @@ def gumbel_threshold(u: torch.Tensor, digits: torch.Tensor, base: int) -> Tuple[
     that Logistic truncated to the bit's side of 0. That quantile works out to v = +-softplus(u + log 2),
     with log|det| = log sigmoid(u + log 2).
 
-    Args:
-        u: unconstrained values.
-        digits: integer tensor (...) of digits in [0, base).
-        base: M.
-
-    Returns:
-        (v, log_det), log_det of shape (...), summed over the class axis only.
+    Arguments and result as [`threshold`].
     """
     _check_values(u, digits, _check_base(base))
     if base == 2:
@@ -179,16 +173,6 @@ def _in_region(v: torch.Tensor, digits: torch.Tensor, base: int) -> torch.Tensor
     return (others < _take(v, digits)).all(-1)
 
 
-def _sample_gaussian(mean, log_scale, generator):
-    eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-    return mean + torch.exp(log_scale) * eps, -0.5 * eps**2 - log_scale - _HALF_LOG_2PI
-
-
-def _gaussian_log_prob(u, mean, log_scale):
-    eps = (u - mean) * torch.exp(-log_scale)
-    return -0.5 * eps**2 - log_scale - _HALF_LOG_2PI
-
-
 class ArgmaxInverse(nn.Module):
     """
     Base class of the probabilistic inverses q(v | x) of argmax, for digits in base `base`.
@@ -213,7 +197,7 @@ class ArgmaxInverse(nn.Module):
     def extra_repr(self) -> str:
         return f"base={self.base}, num_params={self.num_params}, width_per_digit={self.width_per_digit}"
 
-    def _check_inputs(self, digits: torch.Tensor, params: Optional[torch.Tensor]):
+    def _check_digits(self, digits: torch.Tensor) -> torch.Tensor:
         if digits.is_floating_point() or digits.is_complex() or digits.dtype == torch.bool:
             raise ValueError(f"digits must be an integer tensor, got dtype {digits.dtype}")
         if digits.dim() < 2:
@@ -221,6 +205,10 @@ class ArgmaxInverse(nn.Module):
         bad = (digits < 0) | (digits >= self.base)
         if bad.any():
             raise ValueError(f"digit {digits[bad][0].item()} is outside [0, {self.base}) for base={self.base}")
+        return digits.long()
+
+    def _check_inputs(self, digits: torch.Tensor, params: Optional[torch.Tensor]):
+        digits = self._check_digits(digits)
         expected = (*digits.shape, self.num_params)
         if params is None:
             if self.num_params > 0:
@@ -230,7 +218,7 @@ class ArgmaxInverse(nn.Module):
                 f"params must be a float tensor of shape {expected} (digits {tuple(digits.shape)}, "
                 f"{self.num_params} per digit), got {params.dtype} {tuple(params.shape)}"
             )
-        return digits.long()
+        return digits
 
     def _split(self, v: torch.Tensor) -> torch.Tensor:
         """(..., d * width_per_digit) -> values per digit: (..., d) if width_per_digit == 1 else (..., d, width)."""
@@ -241,6 +229,13 @@ class ArgmaxInverse(nn.Module):
         if self.width_per_digit == 1:
             return v
         return v.reshape(*v.shape[:-1], -1, self.width_per_digit)
+
+    def _values(self, v: torch.Tensor, digits: torch.Tensor) -> torch.Tensor:
+        """`_split(v)`, checked against the digits' shape."""
+        values = self._split(v)
+        if values.shape[: digits.dim()] != digits.shape:
+            raise ValueError(f"v of shape {tuple(v.shape)} does not match digits of shape {tuple(digits.shape)}")
+        return values
 
     def forward(
         self, digits: torch.Tensor, params: Optional[torch.Tensor] = None, generator: Optional[torch.Generator] = None
@@ -265,10 +260,7 @@ class ArgmaxInverse(nn.Module):
         """log q(v | digits) of given v (B, ..., d * width_per_digit), shape (B,); -inf where v does not decode to
         the digits. Same arguments as `forward`."""
         digits = self._check_inputs(digits, params)
-        values = self._split(v)
-        if values.shape[: digits.dim()] != digits.shape:
-            raise ValueError(f"v of shape {tuple(v.shape)} does not match digits of shape {tuple(digits.shape)}")
-        return self._log_prob(values, digits, params).reshape(digits.shape[0], -1).sum(-1)
+        return self._log_prob(self._values(v, digits), digits, params).reshape(digits.shape[0], -1).sum(-1)
 
     def decode(self, v: torch.Tensor) -> torch.Tensor:
         """v (B, ..., d * width_per_digit) -> digits (B, ..., d), int64."""
@@ -283,7 +275,54 @@ class ArgmaxInverse(nn.Module):
         raise NotImplementedError
 
 
-class ThresholdingInverse(ArgmaxInverse):
+class TransformedGaussianInverse(ArgmaxInverse):
+    """
+    Base class of the inverses that draw an unconstrained u ~ N(mean, exp(log_scale)^2) per value and map it into
+    the region {decode(v) = x} by a bijection `transform`: log q(v | x) = log N(u) - log|det dv/du|.
+
+    `transform` is public so that another distribution of u, e.g. a conditional flow q(u | x), can stand in for the
+    Gaussian: then log q(v | x) = log q(u | x) - log|det dv/du|.
+
+    Params per digit: width_per_digit 1: 2 (mean, log_scale); width M: 2 * M (M means, then M log-scales, one per
+    digit value).
+    """
+
+    def transform(self, u: torch.Tensor, digits: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """
+        The bijection from unconstrained u onto {decode(v) = digits}.
+
+        Args:
+            u: float (B, ..., d * width_per_digit), laid out as v.
+            digits: int64 (B, ..., d) digits in [0, base).
+
+        Returns:
+            v of u's shape, and log|det dv/du| of shape (B,), summed over everything but the batch axis.
+        """
+        digits = self._check_digits(digits)
+        v, log_det = self._transform(self._values(u, digits), digits)
+        return v.reshape(*digits.shape[:-1], -1), log_det.reshape(digits.shape[0], -1).sum(-1)
+
+    def _transform(self, u, digits):
+        """u per digit ((..., d) or (..., d, width)) -> (v per digit, log|det dv/du| per digit (..., d))."""
+        raise NotImplementedError
+
+    def _gaussian(self, params):
+        if self.width_per_digit == 1:
+            return params[..., 0], params[..., 1]
+        return params[..., : self.width_per_digit], params[..., self.width_per_digit :]
+
+    def _log_q_u(self, log_q_u):
+        """Elementwise log N(u) -> per digit."""
+        return log_q_u if self.width_per_digit == 1 else log_q_u.sum(-1)
+
+    def _sample(self, digits, params, generator):
+        mean, log_scale = self._gaussian(params)
+        u, log_q_u = sample_gaussian(mean, log_scale, generator)
+        v, log_det = self._transform(u, digits)
+        return v, self._log_q_u(log_q_u) - log_det
+
+
+class ThresholdingInverse(TransformedGaussianInverse):
     """
     u ~ N(mean, exp(log_scale)^2) then `threshold`: log q(v | x) = log N(u) - log|det dv/du|.
 
@@ -299,27 +338,14 @@ class ThresholdingInverse(ArgmaxInverse):
         self.num_params = 2 if self.base == 2 else 2 * self.base
         self.width_per_digit = 1 if self.base == 2 else self.base
 
-    def _gaussian(self, params):
-        if self.base == 2:
-            return params[..., 0], params[..., 1]
-        return params[..., : self.base], params[..., self.base :]
-
-    def _sample(self, digits, params, generator):
-        mean, log_scale = self._gaussian(params)
-        u, log_q_u = _sample_gaussian(mean, log_scale, generator)
-        v, log_det = self._surjection(u, digits, self.base)
-        if self.base > 2:
-            log_q_u = log_q_u.sum(-1)
-        return v, log_q_u - log_det
+    def _transform(self, u, digits):
+        return self._surjection(u, digits, self.base)
 
     def _log_prob(self, values, digits, params):
         mean, log_scale = self._gaussian(params)
         u = self._surjection_inverse(values, digits, self.base)
-        log_q_u = _gaussian_log_prob(u, mean, log_scale)
-        _, log_det = self._surjection(u, digits, self.base)
-        if self.base > 2:
-            log_q_u = log_q_u.sum(-1)
-        log_q = log_q_u - log_det
+        _, log_det = self._transform(u, digits)
+        log_q = self._log_q_u(gaussian_log_prob(u, mean, log_scale)) - log_det
         return torch.where(_in_region(values, digits, self.base), log_q, torch.full_like(log_q, -math.inf))
 
 
@@ -418,7 +444,7 @@ class UniformDequantization(_Dequantization):
         return torch.where(inside, torch.zeros_like(values), torch.full_like(values, -math.inf))
 
 
-class VariationalDequantization(_Dequantization):
+class VariationalDequantization(TransformedGaussianInverse, _Dequantization):
     """
     v = digit + sigmoid(u), u ~ N(mean, exp(log_scale)^2):
     log q(v | x) = log N(u) - log sigmoid(u) - log sigmoid(-u).
@@ -428,17 +454,15 @@ class VariationalDequantization(_Dequantization):
 
     num_params = 2
 
-    def _sample(self, digits, params, generator):
-        u, log_q_u = _sample_gaussian(params[..., 0], params[..., 1], generator)
-        v = self._shift(digits, torch.sigmoid(u))
-        return v, log_q_u - F.logsigmoid(u) - F.logsigmoid(-u)
+    def _transform(self, u, digits):
+        return self._shift(digits, torch.sigmoid(u)), F.logsigmoid(u) + F.logsigmoid(-u)
 
     def _log_prob(self, values, digits, params):
         r, inside = self._offset(values, digits)
         inside = inside & (r > 0)  # the density vanishes at r = 0, where u = -inf
         r = torch.where(inside, r, torch.full_like(r, 0.5))
         log_r, log_1mr = torch.log(r), torch.log1p(-r)
-        log_q = _gaussian_log_prob(log_r - log_1mr, params[..., 0], params[..., 1]) - log_r - log_1mr
+        log_q = gaussian_log_prob(log_r - log_1mr, params[..., 0], params[..., 1]) - log_r - log_1mr
         return torch.where(inside, log_q, torch.full_like(log_q, -math.inf))
 
 

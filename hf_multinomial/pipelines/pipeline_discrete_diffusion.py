@@ -7,6 +7,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 from diffusers import DiffusionPipeline
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.utils import BaseOutput
 
 # diffusers resolves a pipeline's components only from modules that are already imported and that import
@@ -16,6 +17,15 @@ from ..models.transformer_multinomial import MultinomialTransformer  # noqa: F40
 from ..models.unet_segmentation import SegmentationUNet  # noqa: F401
 from ..schedulers.scheduling_multinomial import MultinomialScheduler  # noqa: F401
 from .image_utils import colorize, default_palette
+
+
+def _check_size(name: str, value) -> None:
+    """A size argument must be a positive integer (not a bool, not a float such as 2.0 or 2.5)."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+OUTPUT_TYPES = ("text", "pil", "pt", "np")
 
 
 @dataclass
@@ -51,6 +61,11 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
         palette (`List[Tuple[int, int, int]]`, *optional*):
             One RGB colour per class for `output_type="pil"` (e.g. the Cityscapes category colours); stored in
             `model_index.json`. Without it, a fixed palette of distinct colours is used.
+
+    Raises:
+        ValueError: At construction (and so in `from_pretrained`), if the components disagree: the denoiser's
+            `num_classes` or `num_train_timesteps` (its config stores the T it was trained with) differs from the
+            scheduler's, or the vocabulary's size from `num_classes`.
     """
 
     model_cpu_offload_seq = "denoiser"
@@ -66,6 +81,14 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
     ):
         super().__init__()
         num_classes = scheduler.config.num_classes
+        denoiser_config = getattr(denoiser, "config", None) or {}
+        for key in ("num_classes", "num_train_timesteps"):
+            if key in denoiser_config and denoiser_config[key] != scheduler.config[key]:
+                raise ValueError(
+                    f"The denoiser was built for {key}={denoiser_config[key]} but the scheduler has "
+                    f"{key}={scheduler.config[key]}: they must match (a denoiser trained with one diffusion process "
+                    f"does not sample another)"
+                )
         if vocabulary is not None and len(vocabulary) != num_classes:
             raise ValueError(f"The vocabulary has {len(vocabulary)} symbols but the scheduler has num_classes={num_classes}")
         if palette is not None:
@@ -101,10 +124,13 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
     def _sample_shape(self, seq_len: Optional[int], height: Optional[int], width: Optional[int]) -> Tuple[int, ...]:
         """The shape of one sample: `(seq_len,)` for sequence denoisers, `(height, width)` for image denoisers."""
         config = self.denoiser.config
+        for name, value in (("seq_len", seq_len), ("height", height), ("width", width)):
+            if value is not None:
+                _check_size(name, value)
         if "max_seq_len" in config:
             if height is not None or width is not None:
                 raise ValueError("This pipeline's denoiser takes sequences: pass seq_len, not height/width")
-            seq_len = config.max_seq_len if seq_len is None else seq_len
+            seq_len = config.max_seq_len if seq_len is None else int(seq_len)
             if seq_len > config.max_seq_len:
                 raise ValueError(f"seq_len={seq_len} exceeds the denoiser's max_seq_len={config.max_seq_len}")
             return (seq_len,)
@@ -113,11 +139,12 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
                 raise ValueError("This pipeline's denoiser takes images: pass height/width, not seq_len")
             size = config.sample_size
             default_height, default_width = (size, size) if isinstance(size, int) else size
-            return (height or default_height, width or default_width)
+            return (default_height if height is None else int(height), default_width if width is None else int(width))
         raise ValueError("The denoiser's config names neither max_seq_len nor sample_size")
 
     def _known_positions(self, prefix, known_ids, known_mask, batch_size, shape):
-        """The ids and mask of the positions fixed by the caller, or `(None, None)`."""
+        """The log one-hot x_0 `(B, K, ...)` and the mask `(B, ...)` of the positions fixed by the caller, or
+        `(None, None)`."""
         if prefix is not None and known_ids is not None:
             raise ValueError("Pass either `prefix` or `known_ids`/`known_mask`, not both")
         if prefix is not None:
@@ -140,13 +167,23 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
             return None, None
         known_ids = torch.as_tensor(known_ids)
         known_mask = torch.ones_like(known_ids, dtype=torch.bool) if known_mask is None else torch.as_tensor(known_mask)
+        if known_mask.dtype != torch.bool:
+            raise ValueError(f"known_mask must be a bool tensor (True where the id is known), got dtype {known_mask.dtype}")
         expected = (batch_size, *shape)
         if tuple(known_ids.shape) != expected or tuple(known_mask.shape) != expected:
             raise ValueError(
                 f"known_ids and known_mask must have shape {expected}, got {tuple(known_ids.shape)} and {tuple(known_mask.shape)}"
             )
-        self.scheduler._check_indices(known_ids, "known_ids")
-        return known_ids.to(self.device), known_mask.bool().to(self.device)
+        known_log_x_start = self.scheduler.index_to_log_onehot(known_ids.to(self.device))  # checks the ids
+        return known_log_x_start, known_mask.bool().to(self.device)
+
+    def _check_output_type(self, output_type: str, shape: Tuple[int, ...]) -> None:
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"Unknown output_type {output_type!r}; use 'text', 'pil', 'pt' or 'np'")
+        if output_type == "text" and self.vocabulary is None:
+            raise ValueError("output_type='text' needs a pipeline with a vocabulary")
+        if output_type == "pil" and len(shape) != 2:
+            raise ValueError(f"output_type='pil' needs maps of shape (batch, height, width), got samples of shape {shape}")
 
     def _format(self, sample: torch.LongTensor, output_type: str):
         if output_type == "pt":
@@ -205,38 +242,47 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
                 and `"pt"` otherwise.
             return_dict (`bool`, defaults to `True`): return a [`DiscreteDiffusionPipelineOutput`] or a tuple.
             return_chain (`bool`, defaults to `False`): also return every intermediate state (the paper's Figure 7).
-            callback_on_step_end (`Callable`, *optional*): called as `callback(pipe, i, t, callback_kwargs)` after
-                each step with the tensors named in `callback_on_step_end_tensor_inputs`; may return a dict that
-                replaces them (e.g. `{"sample": ...}`).
+            callback_on_step_end (`Callable`, `PipelineCallback` or `MultiPipelineCallbacks`, *optional*): called
+                as `callback(pipe, i, t, callback_kwargs)` after each step with the tensors named in
+                `callback_on_step_end_tensor_inputs`; it must return a dict (as in diffusers), whose entries replace
+                those tensors (e.g. `{"sample": ...}`; return `callback_kwargs` or `{}` to change nothing).
             callback_on_step_end_tensor_inputs (`List[str]`): the tensors passed to the callback.
 
         Returns:
             [`DiscreteDiffusionPipelineOutput`] or `tuple` `(samples, chain)`.
+
+        Raises:
+            ValueError: For a size that is not a positive integer (`batch_size`, `seq_len`, `height`, `width`: 0 is
+                refused, not read as the default), `num_inference_steps` outside `[1, T]`, an unknown `output_type`,
+                known positions of the wrong shape or ids, or non-finite denoiser logits (from `scheduler.step`).
+            TypeError: If `callback_on_step_end` does not return a dict, or returns a `sample` that is not an integer
+                tensor of the sample's shape.
         """
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        _check_size("batch_size", batch_size)
+        if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
+            callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
+        if callback_on_step_end is not None and not callable(callback_on_step_end):
+            raise TypeError(f"callback_on_step_end must be callable, got {callback_on_step_end!r}")
         for name in callback_on_step_end_tensor_inputs:
             if name not in self._callback_tensor_inputs:
                 raise ValueError(f"callback_on_step_end_tensor_inputs has {name!r}; allowed: {self._callback_tensor_inputs}")
         shape = self._sample_shape(seq_len, height, width)
         if output_type is None:
             output_type = "text" if self.vocabulary is not None else ("pil" if len(shape) == 2 else "pt")
-        known_ids, known_mask = self._known_positions(prefix, known_ids, known_mask, batch_size, shape)
-        if known_mask is not None:
-            # A known position's prediction of x_0 is certain: its posterior is then the forward process' own, and
-            # the denoiser sees it noised exactly as in training.
-            num_classes = self.scheduler.config.num_classes
-            known_logits = torch.where(
-                torch.nn.functional.one_hot(known_ids, num_classes).movedim(-1, 1).bool(), 0.0, -float("inf")
-            )
+        self._check_output_type(output_type, shape)
+        # A known position's prediction of x_0 is certain: its posterior is then the forward process' own, and the
+        # denoiser sees it noised exactly as in training.
+        known_logits, known_mask = self._known_positions(prefix, known_ids, known_mask, batch_size, shape)
 
-        num_inference_steps = num_inference_steps or self.scheduler.config.num_train_timesteps
-        self.scheduler.set_timesteps(num_inference_steps, device=self.device)
+        if num_inference_steps is None:
+            num_inference_steps = self.scheduler.config.num_train_timesteps
+        self.scheduler.set_timesteps(num_inference_steps, device=self.device)  # checks the number
         sample = self.scheduler.sample_prior((batch_size, *shape), generator=generator, device=self.device)
         chain = [sample] if return_chain else None
 
-        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
-            timesteps = torch.full((batch_size,), int(t), dtype=torch.long, device=self.device)
+        # One host copy of the timesteps for the whole loop, not one per step.
+        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps.tolist())):
+            timesteps = torch.full((batch_size,), t, dtype=torch.long, device=self.device)
             logits = self.denoiser(sample, timesteps).sample.float()
             if known_mask is not None:
                 logits = torch.where(known_mask.unsqueeze(1), known_logits, logits)
@@ -245,8 +291,25 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
             if callback_on_step_end is not None:
                 step_tensors = {"sample": sample}
                 callback_kwargs = {name: step_tensors[name] for name in callback_on_step_end_tensor_inputs}
-                callback_outputs = callback_on_step_end(self, i, int(t), callback_kwargs)
-                sample = callback_outputs.pop("sample", sample)
+                callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
+                if not isinstance(callback_outputs, dict):
+                    raise TypeError(
+                        f"callback_on_step_end must return a dict of the tensors it replaces (return callback_kwargs "
+                        f"or {{}} to change nothing), got {type(callback_outputs).__name__} {callback_outputs!r} at "
+                        f"step {i} (t={t})"
+                    )
+                new_sample = callback_outputs.pop("sample", sample)
+                if new_sample is not sample:
+                    if not torch.is_tensor(new_sample) or new_sample.shape != sample.shape or torch.is_floating_point(
+                        new_sample
+                    ) or new_sample.dtype == torch.bool:
+                        got = f"{new_sample.dtype} tensor of shape {tuple(new_sample.shape)}" if torch.is_tensor(
+                            new_sample) else repr(new_sample)
+                        raise TypeError(
+                            f"callback_on_step_end returned a 'sample' that is not an integer tensor of shape "
+                            f"{tuple(sample.shape)}: got {got} at step {i} (t={t})"
+                        )
+                    sample = new_sample.to(self.device)
             if return_chain:
                 chain.append(sample)
 

@@ -3,7 +3,7 @@
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional, Tuple, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -54,6 +54,43 @@ def cosine_log_alpha_bar(num_train_timesteps: int, s: float = 0.008) -> np.ndarr
         return np.log(f[1:] / f[0])
 
 
+def _is_integer(value) -> bool:
+    """A Python or numpy integer, and not a bool (which Python counts as an int)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _preview(values: torch.Tensor, limit: int = 6) -> str:
+    """The first values of a tensor, for an error message."""
+    flat = values.detach().flatten()
+    text = ", ".join(repr(v) for v in flat[:limit].tolist())
+    return text if values.dim() == 0 else f"[{text}{', ...' if flat.numel() > limit else ''}]"
+
+
+class _Checks:
+    """
+    The tensor-valued input checks of one public call, settled together with one host sync per device.
+
+    Each check is a 0-dim bool tensor (True when it passes) and a function that raises the detailed error: the
+    message, which needs more values from the device, is built only when a check fails. Validating a call then costs
+    one synchronisation (`run`), however many tensors it checks.
+    """
+
+    def __init__(self):
+        self._checks = []
+
+    def add(self, passed: torch.Tensor, fail: Callable[[], None]) -> None:
+        self._checks.append((passed, fail))
+
+    def run(self) -> None:
+        by_device = {}
+        for passed, fail in self._checks:
+            by_device.setdefault(passed.device, []).append((passed, fail))
+        for checks in by_device.values():
+            for ok, (_, fail) in zip(torch.stack([passed for passed, _ in checks]).tolist(), checks):
+                if not ok:
+                    fail()
+
+
 class MultinomialScheduler(SchedulerMixin, ConfigMixin):
     """
     Multinomial diffusion for categorical data (Hoogeboom, Nielsen, Jaini, Forre and Welling, NeurIPS 2021).
@@ -66,6 +103,13 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
     Timesteps are indices `t` in `{0, ..., T - 1}`; the sample at index `t` is the paper's `x_{t+1}`, index `T - 1`
     is (almost) pure noise, and `-1` stands for the clean data x_0. This is the convention of the paper's pseudo-code
     and of diffusers.
+
+    This scheduler runs no model: the loss terms (`compute_loss`, `jump_to_start_nll`, `prior_kl`) take the denoiser's
+    output, and the loops over timesteps that call a denoiser (sampling, the negative ELBO) live in the pipeline and
+    in `hf_multinomial.evaluation`.
+
+    This scheduler inherits from [`SchedulerMixin`] and [`ConfigMixin`]. Check the superclass documentation for the generic
+    methods the library implements for all schedulers such as loading and saving.
 
     Args:
         num_classes (`int`):
@@ -81,9 +125,9 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
 
     @register_to_config
     def __init__(self, num_classes: int, num_train_timesteps: int = 1000, schedule: str = "cosine"):
-        if not isinstance(num_classes, int) or num_classes < 2:
+        if not _is_integer(num_classes) or num_classes < 2:
             raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
-        if not isinstance(num_train_timesteps, int) or num_train_timesteps < 1:
+        if not _is_integer(num_train_timesteps) or num_train_timesteps < 1:
             raise ValueError(f"num_train_timesteps must be an integer >= 1, got {num_train_timesteps!r}")
         if schedule != "cosine":
             raise ValueError(f"Unknown schedule {schedule!r}; the available schedule is 'cosine'")
@@ -99,6 +143,7 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
             "log_1_min_cumprod_alpha": log_1_min_a(log_cumprod_alpha_ext),
         }
         self._table_cache = {}
+        self._previous_cache = None
 
         self.num_inference_steps = None
         self.timesteps = torch.arange(num_train_timesteps - 1, -1, -1, dtype=torch.long)
@@ -110,14 +155,125 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
     def num_classes(self) -> int:
         return self.config.num_classes
 
-    # ------------------------------------------------------------------ tables and checks
+    # ------------------------------------------------------------------ input checks
+    #
+    # Every public method validates its own arguments once, collecting the checks that need tensor values in a
+    # `_Checks` settled with one host sync; the private methods (`_q_pred`, `_q_posterior`, ...) that do the work
+    # check nothing, and public methods never call each other.
+
+    def _check_indices(self, checks: _Checks, x, name: str) -> None:
+        """`x` must be an integer tensor of class ids in [0, num_classes)."""
+        if not torch.is_tensor(x):
+            raise ValueError(f"{name} must be a tensor of class indices, got {type(x).__name__}")
+        if torch.is_floating_point(x) or torch.is_complex(x) or x.dtype == torch.bool:
+            raise ValueError(f"{name} must hold integer class indices, got dtype {x.dtype}")
+        if x.numel():
+            low, high = torch.aminmax(x)
+
+            def fail():
+                low, high = int(x.min()), int(x.max())
+                bad = low if low < 0 else high
+                raise ValueError(
+                    f"{name} holds class id {bad}, outside [0, {self.num_classes}) (num_classes={self.num_classes})"
+                )
+
+            checks.add((low >= 0) & (high < self.num_classes), fail)
+
+    def _check_timesteps(
+        self, checks: _Checks, t, name: str, low: int = 0, device=None
+    ) -> Union[int, torch.Tensor]:
+        """
+        `t` must be an integer, or an integer tensor of shape `()` or `(B,)`, in `[low, T)`; returns it as an `int` or
+        a tensor (a list becomes a tensor on `device`). Fractional values and bools are refused, never truncated.
+        """
+        T = self.config.num_train_timesteps
+        if isinstance(t, (list, tuple)):
+            t = torch.tensor(t, device=device)
+        if torch.is_tensor(t):
+            if torch.is_floating_point(t) or torch.is_complex(t) or t.dtype == torch.bool:
+                raise ValueError(f"{name} must hold integer timesteps, got {_preview(t)} (dtype {t.dtype})")
+            if t.dim() > 1:
+                raise ValueError(f"{name} must be a scalar or have shape (batch_size,), got shape {tuple(t.shape)}")
+            if t.numel():
+                t_min, t_max = torch.aminmax(t)
+
+                def fail():
+                    bad = t[(t < low) | (t >= T)]
+                    raise ValueError(
+                        f"{name} holds {int(bad.flatten()[0])}, outside [{low}, {T}) (num_train_timesteps={T})"
+                    )
+
+                checks.add((t_min >= low) & (t_max < T), fail)
+            return t
+        if not _is_integer(t):
+            raise ValueError(f"{name} must be an integer or an integer tensor, got {t!r}")
+        if not low <= t < T:
+            raise ValueError(f"{name}={int(t)} is outside [{low}, {T}) (num_train_timesteps={T})")
+        return int(t)
+
+    def _check_scalar_timestep(self, timestep, name: str = "timestep") -> int:
+        """One timestep (an integer or a one-element integer tensor) in `[0, T)`, as an `int`."""
+        if torch.is_tensor(timestep):
+            if timestep.numel() != 1:
+                raise ValueError(f"{name} must be a single timestep, got shape {tuple(timestep.shape)}")
+            if torch.is_floating_point(timestep) or torch.is_complex(timestep) or timestep.dtype == torch.bool:
+                raise ValueError(f"{name} must be an integer, got {_preview(timestep)} (dtype {timestep.dtype})")
+            timestep = int(timestep)
+        return self._check_timesteps(_Checks(), timestep, name)
+
+    def _check_log_probs(self, checks: Optional[_Checks], log_x, name: str) -> None:
+        """`log_x` must have the class axis at dim 1; with `checks`, each position also needs a finite maximum (no
+        NaN or +inf, and not every class at log 0 = -inf)."""
+        if not torch.is_tensor(log_x) or log_x.dim() < 2 or log_x.shape[1] != self.num_classes:
+            shape = tuple(log_x.shape) if torch.is_tensor(log_x) else type(log_x).__name__
+            raise ValueError(
+                f"{name} must have the class axis at dim 1 with {self.num_classes} classes, got shape {shape}"
+            )
+        if checks is not None and log_x.numel():
+
+            def fail():
+                maxima = log_x.amax(dim=1)
+                bad = maxima[~torch.isfinite(maxima)]
+                raise ValueError(
+                    f"{name} must be log-probabilities with a finite maximum over the classes at every position, "
+                    f"got a maximum of {float(bad.flatten()[0])} ({int(bad.numel())} positions)"
+                )
+
+            checks.add(torch.isfinite(log_x.amax(dim=1)).all(), fail)
+
+    def _check_finite_logits(self, checks: _Checks, logits: torch.Tensor, name: str, timesteps) -> None:
+        """The denoiser's output must be finite: one fused `isfinite(...).all()`; the error names the timesteps of
+        the examples with NaN or inf."""
+
+        def fail():
+            bad = ~torch.isfinite(logits.detach()).flatten(1).all(dim=1)
+            examples = bad.nonzero().flatten().tolist()
+            count = int((~torch.isfinite(logits.detach())).sum())
+            if torch.is_tensor(timesteps) and timesteps.dim() > 0:
+                where = f"timesteps {timesteps[bad.to(timesteps.device)].tolist()}"
+            else:
+                where = f"timestep {int(timesteps)}"
+            raise ValueError(
+                f"{name} holds {count} non-finite values (NaN or inf) at {where} (examples {examples}); the denoiser's "
+                f"logits must be finite"
+            )
+
+        checks.add(torch.isfinite(logits).all(), fail)
+
+    @staticmethod
+    def _check_batch(t: Union[int, torch.Tensor], x: torch.Tensor, name: str = "timesteps") -> None:
+        if torch.is_tensor(t) and t.dim() > 0 and t.shape != (x.shape[0],):
+            raise ValueError(f"{name} must be a scalar or have shape ({x.shape[0]},), got shape {tuple(t.shape)}")
+
+    # ------------------------------------------------------------------ tables
 
     def _gather(
         self, name: str, t: Union[int, torch.Tensor], like: torch.Tensor, offset: int = 0, dtype: torch.dtype = None
     ) -> torch.Tensor:
         """Table values at timesteps `t`, shaped to broadcast against `like` (batch at dim 0), on its device.
 
-        The tables are float64 for float64 inputs (or `dtype=torch.float64`) and float32 otherwise.
+        The tables are float64 for float64 inputs (or `dtype=torch.float64`) and float32 otherwise. `t` must be
+        validated: a negative index would read the end of the table.
         """
         dtype = dtype or (torch.float64 if like.dtype == torch.float64 else torch.float32)
         key = (name, like.device, dtype)
@@ -131,56 +287,67 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
             return values
         return values.view(-1, *([1] * (like.dim() - 1)))
 
-    def _check_indices(self, x: torch.Tensor, name: str) -> None:
-        if torch.is_floating_point(x) or torch.is_complex(x) or x.dtype == torch.bool:
-            raise ValueError(f"{name} must hold integer class indices, got dtype {x.dtype}")
-        if x.numel():
-            low, high = int(x.min()), int(x.max())
-            if low < 0 or high >= self.num_classes:
-                bad = low if low < 0 else high
-                raise ValueError(f"{name} holds class id {bad}, outside [0, {self.num_classes}) (num_classes={self.num_classes})")
-
-    def _check_timesteps(self, t: Union[int, torch.Tensor], name: str = "timesteps", low: int = 0) -> None:
-        T = self.config.num_train_timesteps
-        values = t if torch.is_tensor(t) else torch.tensor(t)
-        if torch.is_floating_point(values):
-            raise ValueError(f"{name} must be integers, got dtype {values.dtype}")
-        if values.numel():
-            bad = values[(values < low) | (values >= T)]
-            if bad.numel():
-                raise ValueError(f"{name} holds {int(bad.flatten()[0])}, outside [{low}, {T}) (num_train_timesteps={T})")
-
-    def _check_log_probs(self, log_x: torch.Tensor, name: str) -> None:
-        if log_x.dim() < 2 or log_x.shape[1] != self.num_classes:
-            raise ValueError(
-                f"{name} must have the class axis at dim 1 with {self.num_classes} classes, got shape {tuple(log_x.shape)}"
-            )
-
-    def _check_batch(self, t: Union[int, torch.Tensor], x: torch.Tensor, name: str = "timesteps") -> None:
-        if torch.is_tensor(t) and t.dim() > 0 and t.shape != (x.shape[0],):
-            raise ValueError(f"{name} must be a scalar or have shape ({x.shape[0]},), got shape {tuple(t.shape)}")
-
     # ------------------------------------------------------------------ log-space primitives
 
     def index_to_log_onehot(self, x: torch.LongTensor) -> torch.FloatTensor:
-        """Class indices `(B, ...)` to log one-hot vectors `(B, K, ...)`, with `LOG_ZERO` in place of log(0)."""
-        self._check_indices(x, "x")
+        """
+        Turn class indices into log one-hot vectors: the log-probabilities of a distribution certain of each index.
+
+        This is the form in which known data enters the scheduler: the clean sample x_0 of the loss terms, the
+        current sample x_t of `step`, and the prediction of x_0 at positions a pipeline keeps fixed (with it in place
+        of the denoiser's logits there, `step` draws from the forward process' own posterior q(x_prev | x_t, x_0)).
+
+        Args:
+            x (`torch.LongTensor` of shape `(batch_size, ...)`):
+                Class indices in `[0, num_classes)`.
+
+        Returns:
+            `torch.FloatTensor` of shape `(batch_size, num_classes, ...)`:
+                0 at the class of each index and `LOG_ZERO` (log 1e-30, a finite stand-in for log 0) elsewhere, on the
+                device of `x`, in float32.
+
+        Raises:
+            ValueError: If `x` is not an integer tensor or holds an index outside `[0, num_classes)`.
+        """
+        checks = _Checks()
+        self._check_indices(checks, x, "x")
+        checks.run()
+        return self._log_onehot(x)
+
+    def _log_onehot(self, x: torch.LongTensor) -> torch.FloatTensor:
         onehot = F.one_hot(x.long(), self.num_classes).movedim(-1, 1)
         return torch.where(onehot.bool(), 0.0, LOG_ZERO).float()
 
     def q_pred(self, log_x_start: torch.FloatTensor, t: Union[int, torch.Tensor]) -> torch.FloatTensor:
-        """log q(x_t | x_0) = log(alpha_bar_t x_0 + (1 - alpha_bar_t) / K); `t = -1` returns `log_x_start`."""
+        """log q(x_t | x_0) = log(alpha_bar_t x_0 + (1 - alpha_bar_t) / K) for `t` in `[-1, T)`; `t = -1` returns
+        `log_x_start`. `t` is an integer or a `(B,)` integer tensor."""
+        checks = _Checks()
+        self._check_log_probs(checks, log_x_start, "log_x_start")
+        t = self._check_timesteps(checks, t, "t", low=-1, device=log_x_start.device)
+        self._check_batch(t, log_x_start, "t")
+        checks.run()
+        return self._q_pred(log_x_start, t)
+
+    def _q_pred(self, log_x_start: torch.FloatTensor, t: Union[int, torch.Tensor]) -> torch.FloatTensor:
         return torch.logaddexp(
             log_x_start + self._gather("log_cumprod_alpha", t, log_x_start, offset=1),
             self._gather("log_1_min_cumprod_alpha", t, log_x_start, offset=1) - math.log(self.num_classes),
         )
 
     def q_pred_one_timestep(self, log_x_t: torch.FloatTensor, t: Union[int, torch.Tensor]) -> torch.FloatTensor:
-        """log q(x_t | x_{t-1}) as a function of x_{t-1}, for the observed x_t.
+        """log q(x_t | x_{t-1}) as a function of x_{t-1}, for the observed x_t and `t` in `[0, T)`.
 
         It takes x_t, not x_{t-1}: Cat(x_t | alpha_t x_{t-1} + (1 - alpha_t) / K) is symmetric in x_t and x_{t-1},
         so mixing the one-hot x_t with the uniform distribution gives, at class k, the likelihood of x_{t-1} = k.
         """
+        checks = _Checks()
+        self._check_log_probs(checks, log_x_t, "log_x_t")
+        t = self._check_timesteps(checks, t, "t", device=log_x_t.device)
+        self._check_batch(t, log_x_t, "t")
+        checks.run()
+        return self._q_pred_one_timestep(log_x_t, t)
+
+    def _q_pred_one_timestep(self, log_x_t: torch.FloatTensor, t: Union[int, torch.Tensor]) -> torch.FloatTensor:
         return torch.logaddexp(
             log_x_t + self._gather("log_alpha", t, log_x_t),
             self._gather("log_1_min_alpha", t, log_x_t) - math.log(self.num_classes),
@@ -220,36 +387,68 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
             log_x_t (`torch.FloatTensor` of shape `(B, K, ...)`):
                 The current sample x_t as a log one-hot vector.
             t (`int` or `torch.LongTensor` of shape `(B,)`):
-                The current timestep index.
+                The current timestep index, in `[0, T)`.
             prev_t (`int` or `torch.LongTensor` of shape `(B,)`, *optional*):
                 The timestep index to go back to, any value in `[-1, t)`; defaults to `t - 1`. Skipping is exact:
                 q(x_prev_t | x_t, x_0) is proportional to q(x_t | x_prev_t) q(x_prev_t | x_0).
+
+        Raises:
+            ValueError: If a tensor has the wrong shape or holds NaN or +inf, or a timestep is out of range.
         """
-        self._check_log_probs(log_x_start, "log_x_start")
-        self._check_log_probs(log_x_t, "log_x_t")
-        if prev_t is None:
-            log_prev_given_start = self.q_pred(log_x_start, t - 1)
-            log_t_given_prev = self.q_pred_one_timestep(log_x_t, t)
-        else:
-            t_tensor = torch.as_tensor(t)
-            gap = t_tensor - torch.as_tensor(prev_t)
-            if (gap <= 0).any() or (torch.as_tensor(prev_t) < -1).any():
+        checks = _Checks()
+        self._check_log_probs(checks, log_x_start, "log_x_start")
+        self._check_log_probs(checks, log_x_t, "log_x_t")
+        if log_x_start.shape != log_x_t.shape:
+            raise ValueError(
+                f"log_x_start shape {tuple(log_x_start.shape)} does not match log_x_t shape {tuple(log_x_t.shape)}"
+            )
+        device = log_x_t.device
+        t = self._check_timesteps(checks, t, "t", device=device)
+        self._check_batch(t, log_x_t, "t")
+        if prev_t is not None:
+            prev_t = self._check_timesteps(checks, prev_t, "prev_t", low=-1, device=device)
+            self._check_batch(prev_t, log_x_t, "prev_t")
+            if torch.is_tensor(t) or torch.is_tensor(prev_t):
+                t_, prev_ = torch.as_tensor(t, device=device), torch.as_tensor(prev_t, device=device)
+
+                def fail():
+                    raise ValueError(f"prev_t must lie in [-1, t), got prev_t={_preview(prev_)} for t={_preview(t_)}")
+
+                checks.add((prev_ < t_).all(), fail)
+            elif prev_t >= t:
                 raise ValueError(f"prev_t must lie in [-1, t), got prev_t={prev_t} for t={t}")
-            log_prev_given_start = self.q_pred(log_x_start, prev_t)
+        checks.run()
+        return self._q_posterior(log_x_start, log_x_t, t, prev_t)
+
+    def _q_posterior(self, log_x_start, log_x_t, t, prev_t=None) -> torch.FloatTensor:
+        if prev_t is None:
+            log_prev_given_start = self._q_pred(log_x_start, t - 1)
+            log_t_given_prev = self._q_pred_one_timestep(log_x_t, t)
+        else:
+            log_prev_given_start = self._q_pred(log_x_start, prev_t)
             log_t_given_prev = self._log_transition(log_x_t, t, prev_t)
         unnormed = log_prev_given_start + log_t_given_prev
         return unnormed - torch.logsumexp(unnormed, dim=1, keepdim=True)
 
     # ------------------------------------------------------------------ training
 
-    def sample_prior(self, shape, generator: Optional[torch.Generator] = None, device=None) -> torch.LongTensor:
-        """Draw x_T from the uniform distribution over the K classes (q(x_T | x_0) is uniform: alpha_bar_T = 0)."""
+    def sample_prior(self, shape: Sequence[int], generator: Optional[torch.Generator] = None, device=None) -> torch.LongTensor:
+        """Draw x_T of shape `shape` (positive integers) from the uniform distribution over the K classes
+        (q(x_T | x_0) is uniform: alpha_bar_T = 0)."""
+        if isinstance(shape, int) or not all(_is_integer(size) and size >= 1 for size in shape):
+            raise ValueError(f"shape must be a sequence of positive integers, got {shape!r}")
         device = device if device is not None else (generator.device if generator is not None else "cpu")
         gen_device = generator.device if generator is not None else device
         return torch.randint(self.num_classes, tuple(shape), generator=generator, device=gen_device).to(device)
 
     def sample_categorical(self, log_probs: torch.FloatTensor, generator: Optional[torch.Generator] = None) -> torch.LongTensor:
         """Draw class indices `(B, ...)` from log-probabilities `(B, K, ...)` with the Gumbel-max trick."""
+        checks = _Checks()
+        self._check_log_probs(checks, log_probs, "log_probs")
+        checks.run()
+        return self._sample_categorical(log_probs, generator)
+
+    def _sample_categorical(self, log_probs: torch.FloatTensor, generator: Optional[torch.Generator] = None) -> torch.LongTensor:
         gen_device = generator.device if generator is not None else log_probs.device
         uniform = torch.rand(log_probs.shape, generator=generator, device=gen_device, dtype=log_probs.dtype)
         uniform = uniform.to(log_probs.device).clamp(min=torch.finfo(log_probs.dtype).tiny)
@@ -259,21 +458,31 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
     def add_noise(
         self, x_start: torch.LongTensor, timesteps: torch.LongTensor, generator: Optional[torch.Generator] = None
     ) -> torch.LongTensor:
-        """Draw x_t ~ q(x_t | x_0) for each example; `x_start` holds indices `(B, ...)`, `timesteps` shape `(B,)`."""
-        self._check_timesteps(timesteps)
+        """Draw x_t ~ q(x_t | x_0) for each example; `x_start` holds indices `(B, ...)`, `timesteps` in `[0, T)` has
+        shape `(B,)` (or is one integer for all)."""
+        checks = _Checks()
+        self._check_indices(checks, x_start, "x_start")
+        timesteps = self._check_timesteps(checks, timesteps, "timesteps", device=x_start.device)
         self._check_batch(timesteps, x_start)
-        return self.sample_categorical(self.q_pred(self.index_to_log_onehot(x_start), timesteps), generator)
+        checks.run()
+        return self._sample_categorical(self._q_pred(self._log_onehot(x_start), timesteps), generator)
 
     def _check_loss_inputs(self, model_output, x_start, x_t, timesteps) -> torch.LongTensor:
-        """Validate the arguments of the loss terms; returns the timesteps as a `(B,)` tensor on x_start's device."""
-        self._check_log_probs(model_output, "model_output")
+        """Validate the arguments of the loss terms (one host sync); returns the timesteps as a `(B,)` tensor on
+        x_start's device."""
+        self._check_log_probs(None, model_output, "model_output")
+        checks = _Checks()
+        self._check_indices(checks, x_start, "x_start")
         if model_output.shape[2:] != x_start.shape[1:] or model_output.shape[0] != x_start.shape[0]:
             raise ValueError(f"model_output shape {tuple(model_output.shape)} does not match x_start shape {tuple(x_start.shape)}")
-        if x_t.shape != x_start.shape:
-            raise ValueError(f"x_t shape {tuple(x_t.shape)} does not match x_start shape {tuple(x_start.shape)}")
-        self._check_indices(x_start, "x_start")
-        self._check_timesteps(timesteps)
+        if not torch.is_tensor(x_t) or x_t.shape != x_start.shape:
+            shape = tuple(x_t.shape) if torch.is_tensor(x_t) else type(x_t).__name__
+            raise ValueError(f"x_t shape {shape} does not match x_start shape {tuple(x_start.shape)}")
+        self._check_indices(checks, x_t, "x_t")
+        timesteps = self._check_timesteps(checks, timesteps, "timesteps", device=x_start.device)
         self._check_batch(timesteps, x_start)
+        self._check_finite_logits(checks, model_output, "model_output", timesteps)
+        checks.run()
         return torch.as_tensor(timesteps, device=x_start.device).expand(x_start.shape[0])
 
     def compute_loss(
@@ -287,7 +496,7 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
         The per-example loss term L_t in nats, summed over all non-batch dimensions.
 
         Args:
-            model_output (`torch.FloatTensor` of shape `(B, K, ...)`): the denoiser's logits over x_0.
+            model_output (`torch.FloatTensor` of shape `(B, K, ...)`): the denoiser's logits over x_0, finite.
             x_start (`torch.LongTensor` of shape `(B, ...)`): the clean data x_0.
             x_t (`torch.LongTensor` of shape `(B, ...)`): the noisy sample at `timesteps`, from `add_noise`.
             timesteps (`torch.LongTensor` of shape `(B,)`): timestep indices in `[0, T)`.
@@ -295,12 +504,16 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
         Returns:
             `torch.FloatTensor` of shape `(B,)`: KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t)) where t > 0 and the
             decoder's negative log-likelihood -log p(x_0 | x_t) where t = 0.
+
+        Raises:
+            ValueError: If a shape does not match, an id or timestep is out of range, or `model_output` holds NaN or
+                inf (the message names the timesteps).
         """
         timesteps = self._check_loss_inputs(model_output, x_start, x_t, timesteps)
-        log_x_start = self.index_to_log_onehot(x_start).to(model_output.dtype)
-        log_x_t = self.index_to_log_onehot(x_t).to(model_output.dtype)
-        log_model_prob = self.q_posterior(F.log_softmax(model_output, dim=1), log_x_t, timesteps)
-        log_true_prob = self.q_posterior(log_x_start, log_x_t, timesteps)
+        log_x_start = self._log_onehot(x_start).to(model_output.dtype)
+        log_x_t = self._log_onehot(x_t).to(model_output.dtype)
+        log_model_prob = self._q_posterior(F.log_softmax(model_output, dim=1), log_x_t, timesteps)
+        log_true_prob = self._q_posterior(log_x_start, log_x_t, timesteps)
 
         kl = (log_true_prob.exp() * (log_true_prob - log_model_prob)).sum(dim=1)
         decoder_nll = -(log_x_start.exp() * log_model_prob).sum(dim=1)
@@ -323,93 +536,73 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
         q(x_0 | x_t)), so it can be added to the ELBO as a low-variance auxiliary loss without changing its optimum. A
         plain cross-entropy of x0_hat does not have this property: it double-counts the evidence of x_t.
 
-        Args: as for `compute_loss`.
+        Args: as for `compute_loss`; it raises as `compute_loss` does.
         """
         timesteps = self._check_loss_inputs(model_output, x_start, x_t, timesteps)
-        log_x_t = self.index_to_log_onehot(x_t).to(model_output.dtype)
-        log_x0_given_xt = self.q_posterior(F.log_softmax(model_output, dim=1), log_x_t, timesteps, prev_t=-1)
+        log_x_t = self._log_onehot(x_t).to(model_output.dtype)
+        log_x0_given_xt = self._q_posterior(F.log_softmax(model_output, dim=1), log_x_t, timesteps, prev_t=-1)
         nll = -log_x0_given_xt.gather(1, x_start.long().unsqueeze(1)).squeeze(1)
         return nll.flatten(1).sum(dim=1)
 
     def prior_kl(self, x_start: torch.LongTensor) -> torch.FloatTensor:
         """KL(q(x_T | x_0) || uniform) per example, in nats."""
-        log_qxT = self.q_pred(self.index_to_log_onehot(x_start), self.config.num_train_timesteps - 1)
+        checks = _Checks()
+        self._check_indices(checks, x_start, "x_start")
+        checks.run()
+        log_qxT = self._q_pred(self._log_onehot(x_start), self.config.num_train_timesteps - 1)
         kl = (log_qxT.exp() * (log_qxT + math.log(self.num_classes))).sum(dim=1)
         return kl.flatten(1).sum(dim=1)
-
-    # ------------------------------------------------------------------ evaluation
-
-    @torch.no_grad()
-    def negative_elbo(
-        self,
-        model_fn: Callable[[torch.LongTensor, torch.LongTensor], torch.FloatTensor],
-        x_start: torch.LongTensor,
-        generator: Optional[torch.Generator] = None,
-        timesteps_per_batch: int = 8,
-    ) -> torch.FloatTensor:
-        """
-        The full-T negative ELBO in nats per example: the prior term plus every L_t for t = 0..T-1.
-
-        Args:
-            model_fn (`Callable`): `model_fn(x_t, t)` returning logits `(N, K, ...)` for indices `x_t` `(N, ...)` and
-                timesteps `t` `(N,)`.
-            x_start (`torch.LongTensor` of shape `(B, ...)`): the data.
-            generator (`torch.Generator`, *optional*): for the draws of x_t.
-            timesteps_per_batch (`int`, defaults to 8): how many timesteps share one call of `model_fn`, so one call
-                sees `B * timesteps_per_batch` examples; lower it to bound memory.
-        """
-        self._check_indices(x_start, "x_start")
-        T = self.config.num_train_timesteps
-        batch = x_start.shape[0]
-        total = self.prior_kl(x_start).double()
-        for first in range(0, T, timesteps_per_batch):
-            ts = torch.arange(first, min(first + timesteps_per_batch, T), device=x_start.device)
-            t = ts.repeat_interleave(batch)
-            x0 = x_start.repeat(len(ts), *([1] * (x_start.dim() - 1)))
-            x_t = self.add_noise(x0, t, generator=generator)
-            losses = self.compute_loss(model_fn(x_t, t), x0, x_t, t)
-            total += losses.double().view(len(ts), batch).sum(dim=0)
-        return total
-
-    @torch.no_grad()
-    def negative_elbo_estimate(
-        self,
-        model_fn: Callable[[torch.LongTensor, torch.LongTensor], torch.FloatTensor],
-        x_start: torch.LongTensor,
-        generator: Optional[torch.Generator] = None,
-    ) -> torch.FloatTensor:
-        """An unbiased one-sample estimate of `negative_elbo`: T * L_t at one uniform t per example, plus the prior."""
-        self._check_indices(x_start, "x_start")
-        T = self.config.num_train_timesteps
-        gen_device = generator.device if generator is not None else x_start.device
-        t = torch.randint(T, (x_start.shape[0],), generator=generator, device=gen_device).to(x_start.device)
-        x_t = self.add_noise(x_start, t, generator=generator)
-        return T * self.compute_loss(model_fn(x_t, t), x_start, x_t, t) + self.prior_kl(x_start)
 
     # ------------------------------------------------------------------ inference
 
     def set_timesteps(self, num_inference_steps: int, device: Union[str, torch.device] = None):
         """
-        Set the timesteps used for sampling: `num_inference_steps` integers evenly spaced from T - 1 down to 0.
+        Sets the discrete timesteps used for sampling (to be run before inference): `num_inference_steps` integers
+        evenly spaced from T - 1 down to 0.
 
         Args:
-            num_inference_steps (`int`): how many denoiser calls sampling takes, in `[1, T]`.
-            device (`str` or `torch.device`, *optional*): where to put `self.timesteps`.
+            num_inference_steps (`int`):
+                How many denoiser calls sampling takes, in `[1, T]`.
+            device (`str` or `torch.device`, *optional*):
+                The device to put `self.timesteps` on.
+
+        Raises:
+            ValueError: If `num_inference_steps` is not an integer in `[1, T]` (a bool or a float such as 2.5 or 2.0
+                is refused, not rounded).
         """
         T = self.config.num_train_timesteps
-        if not isinstance(num_inference_steps, (int, np.integer)) or not 1 <= num_inference_steps <= T:
+        if not _is_integer(num_inference_steps) or not 1 <= num_inference_steps <= T:
             raise ValueError(f"num_inference_steps must be an integer in [1, {T}], got {num_inference_steps!r}")
         self.num_inference_steps = int(num_inference_steps)
         steps = np.round(np.linspace(T - 1, 0, self.num_inference_steps)).astype(np.int64)
         self.timesteps = torch.from_numpy(steps).to(device)
 
-    def previous_timestep(self, timestep: int) -> int:
-        """The timestep after `timestep` in `self.timesteps`, or -1 (the clean data) after the last one."""
-        index = (self.timesteps == int(timestep)).nonzero()
-        if len(index) == 0:
-            raise ValueError(f"timestep {int(timestep)} is not in the scheduler's timesteps; call set_timesteps first")
-        index = int(index[0])
-        return int(self.timesteps[index + 1]) if index + 1 < len(self.timesteps) else -1
+    def _previous_timesteps(self) -> dict:
+        """`{t: previous t}` over `self.timesteps`, rebuilt (one host copy) whenever `self.timesteps` is replaced."""
+        if self._previous_cache is None or self._previous_cache[0] is not self.timesteps:
+            steps = [int(t) for t in self.timesteps.tolist()]
+            previous = {}
+            for t, prev in zip(steps, steps[1:] + [-1]):
+                previous.setdefault(t, prev)
+            self._previous_cache = (self.timesteps, previous)
+        return self._previous_cache[1]
+
+    def previous_timestep(self, timestep: Union[int, torch.Tensor]) -> int:
+        """
+        The timestep that follows `timestep` in `self.timesteps`, or -1 (the clean data) after the last one.
+
+        Args:
+            timestep (`int`):
+                One of `self.timesteps`.
+
+        Returns:
+            `int`: the previous timestep of the reverse process.
+        """
+        timestep = self._check_scalar_timestep(timestep)
+        previous = self._previous_timesteps().get(timestep)
+        if previous is None:
+            raise ValueError(f"timestep {timestep} is not in the scheduler's timesteps; call set_timesteps first")
+        return previous
 
     def step(
         self,
@@ -423,27 +616,40 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
         Draw the sample at the next timestep of `self.timesteps` from p(x_prev | x_t).
 
         Args:
-            model_output (`torch.FloatTensor` of shape `(B, K, ...)`): the denoiser's logits over x_0.
-            timestep (`int`): the current timestep, one of `self.timesteps`.
-            sample (`torch.LongTensor` of shape `(B, ...)`): the current sample x_t as class indices.
-            generator (`torch.Generator`, *optional*): for the draw.
-            return_dict (`bool`, defaults to `True`): return a [`MultinomialSchedulerOutput`] rather than a tuple.
+            model_output (`torch.FloatTensor` of shape `(B, K, ...)`):
+                The denoiser's logits over x_0; they must be finite.
+            timestep (`int`):
+                The current timestep, one of `self.timesteps` (an integer or a one-element integer tensor).
+            sample (`torch.LongTensor` of shape `(B, ...)`):
+                The current sample x_t as class indices.
+            generator (`torch.Generator`, *optional*):
+                A random number generator for the draw.
+            return_dict (`bool`, defaults to `True`):
+                Whether or not to return a [`MultinomialSchedulerOutput`] or `tuple`.
 
         Returns:
-            [`MultinomialSchedulerOutput`] or `tuple` `(prev_sample, pred_original_sample)`.
+            [`MultinomialSchedulerOutput`] or `tuple`:
+                If return_dict is `True`, [`MultinomialSchedulerOutput`] is returned, otherwise a tuple
+                `(prev_sample, pred_original_sample)`.
+
+        Raises:
+            ValueError: If `timestep` is not one of `self.timesteps` (a fractional one is refused, not truncated), a
+                shape does not match, `sample` holds an id out of range, or `model_output` holds NaN or inf.
         """
-        timestep = int(timestep)
-        self._check_timesteps(timestep, "timestep")
-        self._check_log_probs(model_output, "model_output")
-        self._check_indices(sample, "sample")
+        timestep = self._check_scalar_timestep(timestep)
+        prev_t = self.previous_timestep(timestep)
+        self._check_log_probs(None, model_output, "model_output")
+        checks = _Checks()
+        self._check_indices(checks, sample, "sample")
         if model_output.shape[0] != sample.shape[0] or model_output.shape[2:] != sample.shape[1:]:
             raise ValueError(f"model_output shape {tuple(model_output.shape)} does not match sample shape {tuple(sample.shape)}")
-        prev_t = self.previous_timestep(timestep)
+        self._check_finite_logits(checks, model_output, "model_output", timestep)
+        checks.run()
 
         log_x_start = F.log_softmax(model_output, dim=1)
-        log_x_t = self.index_to_log_onehot(sample).to(log_x_start.dtype)
-        log_prev = self.q_posterior(log_x_start, log_x_t, timestep, prev_t)
-        prev_sample = self.sample_categorical(log_prev, generator)
+        log_x_t = self._log_onehot(sample).to(log_x_start.dtype)
+        log_prev = self._q_posterior(log_x_start, log_x_t, timestep, prev_t)
+        prev_sample = self._sample_categorical(log_prev, generator)
 
         if not return_dict:
             return (prev_sample, log_x_start)

@@ -1,5 +1,8 @@
-"""Training: the one accelerate loop shared by every training script, and the tasks built on it."""
+"""Training: the one accelerate loop (`trainer`), the one run around it (`run`), and the tasks that declare what they
+train (`text_diffusion`, `segmentation_diffusion`, `argmax_flow`, `segmentation_flow`)."""
 
+from .arguments import Arguments, OutputArguments, parse_arguments
+from .run import Task, train
 from .trainer import (
     EpochBatchSampler,
     TrainingConfig,
@@ -10,16 +13,23 @@ from .trainer import (
     resolve_checkpoint,
     save_checkpoint,
     train_loop,
+    verify_checkpoint,
 )
 
 __all__ = [
+    "Arguments",
     "EpochBatchSampler",
+    "OutputArguments",
+    "Task",
     "TrainingConfig",
     "TrainingResult",
     "list_checkpoints",
     "load_checkpoint",
     "make_accelerator",
+    "parse_arguments",
     "resolve_checkpoint",
     "save_checkpoint",
+    "train",
     "train_loop",
+    "verify_checkpoint",
 ]

@@ -1,26 +1,22 @@
 # Copyright 2026 The hf-multinomial Authors. Apache-2.0.
 """
-Argmax flows on text (Hoogeboom et al., 2021, Section 6.1 and Tables 6, 7): presets, data and model construction,
-and the final model, vocabulary and model card. The loop is [`hf_multinomial.training.trainer.train_loop`].
+Argmax flows on text (Hoogeboom et al., 2021, Section 6.1 and Tables 6, 7), declared: presets, model arguments,
+build and card. The run is [`hf_multinomial.training.run.train`].
 
-    from hf_multinomial.training.argmax_flow import parse_args, train
-    result = train(parse_args(["--preset", "small_coupling", "--output_dir", "out", "--max_train_time_s", "180"]))
+    from hf_multinomial.training import run, argmax_flow
+    results = run.train(argmax_flow.TASK, run.parse_arguments(argmax_flow.TASK, ["--preset", "small_coupling"]))
 """
 
-import argparse
-import os
-from typing import Any, Dict, List, Optional
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, Optional
 
-from accelerate.utils import set_seed
-
+from ..data import CharVocabulary
+from ..data.arguments import TextDataArguments, load_text_data
 from ..flows.configuration_argmax_flow import FLOW_TYPES, INVERSES, ArgmaxFlowConfig
 from ..flows.modeling_argmax_flow import ArgmaxFlowModel
-from .arguments import add_training_arguments, apply_preset, parse_script_args, training_config
-from .flows import flow_bound, train_flow
-from .model_card import bits_eval_result, training_model_card
-from .text_diffusion import (add_text_data_arguments, data_description, dataset_id, load_data,
-                             resolve_text_data_arguments)
-from .trainer import make_accelerator
+from .flows import FlowFamily, FlowModel
+from .model_card import card_results, flow_bound, training_model_card
+from .run import Task
 
 _PAPER_AR = dict(
     flow_type="autoregressive", inverse="thresholding", cartesian_base=2, hidden_size=2048, num_layers=2,
@@ -57,106 +53,76 @@ PRESETS: Dict[str, Dict[str, Any]] = {
                  num_train_epochs=1, checkpointing_steps=20),
 }
 
-MODEL_KEYS = ("flow_type", "inverse", "cartesian_base", "hidden_size", "num_layers", "num_flow_steps",
-              "num_mixtures", "context_size", "context_layers", "input_dropout")
+
+@dataclass
+class ArgmaxFlowArguments:
+    """The flow ([`ArgmaxFlowConfig`])."""
+
+    flow_type: str = field(default="coupling", metadata={"choices": FLOW_TYPES})
+    inverse: str = field(default="thresholding", metadata={
+        "choices": INVERSES, "help": "q(v | x): the argmax inverses, or the dequantization baselines of Table 2."})
+    cartesian_base: Optional[int] = field(default=2, metadata={
+        "help": "Encode each class as digits in this base (2: binary, one value per bit); 0: one digit."})
+    hidden_size: int = 512
+    num_layers: int = 2
+    num_flow_steps: int = 8
+    num_mixtures: int = 27
+    context_size: int = 512
+    context_layers: int = 1
+    input_dropout: float = 0.0
+
+    def __post_init__(self):
+        if self.cartesian_base == 0:  # the documented spelling of "no Cartesian encoding" on the command line
+            self.cartesian_base = None
 
 
-def build_arg_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description="Train an argmax flow on text (run with `accelerate launch`).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--preset", choices=sorted(PRESETS), default="small_coupling",
-                   help="Hyperparameter set: text8_ar / text8_coupling / enwik8_ar / enwik8_coupling (the paper), "
-                        "small_ar / small_coupling (2-core CPU), tiny (tests). Flags left unset take the preset's value.")
-    add_text_data_arguments(p)
-    model = p.add_argument_group("model")
-    model.add_argument("--flow_type", choices=FLOW_TYPES, default=None)
-    model.add_argument("--inverse", choices=INVERSES, default=None,
-                       help="q(v | x): the argmax inverses, or the dequantization baselines of the paper's Table 2.")
-    model.add_argument("--cartesian_base", type=int, default=None,
-                       help="Encode each class as digits in this base (2: binary, one value per bit); 0: one digit.")
-    model.add_argument("--hidden_size", type=int, default=None)
-    model.add_argument("--num_layers", type=int, default=None)
-    model.add_argument("--num_flow_steps", type=int, default=None)
-    model.add_argument("--num_mixtures", type=int, default=None)
-    model.add_argument("--context_size", type=int, default=None)
-    model.add_argument("--context_layers", type=int, default=None)
-    model.add_argument("--input_dropout", type=float, default=None)
-    add_training_arguments(p, default_output_dir="argmax-flow-model", units="sequences")
-    return p
+CARD_HYPERPARAMETERS = ("preset", "seq_len", "flow_type", "inverse", "cartesian_base", "hidden_size", "num_layers",
+                        "num_flow_steps", "num_mixtures", "context_size", "context_layers", "input_dropout",
+                        "train_batch_size", "gradient_accumulation_steps", "optimizer", "learning_rate",
+                        "lr_decay_per_epoch", "lr_warmup_steps", "max_grad_norm", "seed")
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    """Parse flags (`sys.argv[1:]` by default) and fill the unset ones from the preset."""
-    return parse_script_args(build_arg_parser(), "train_argmax_flow.py", argv, resolve_preset)
+def build(arguments, vocabulary: CharVocabulary) -> FlowModel:
+    config = ArgmaxFlowConfig(num_classes=len(vocabulary), seq_len=arguments.data.seq_len, **asdict(arguments.model))
+    return FlowModel(ArgmaxFlowModel(config), vocabulary)
 
 
-def resolve_preset(args: argparse.Namespace) -> argparse.Namespace:
-    apply_preset(args, PRESETS[args.preset])
-    if args.cartesian_base == 0:
-        args.cartesian_base = None
-    return resolve_text_data_arguments(args)
-
-
-def build_model(args: argparse.Namespace, vocab_size: int) -> ArgmaxFlowModel:
-    config = ArgmaxFlowConfig(vocab_size=vocab_size, seq_len=args.seq_len,
-                              **{key: getattr(args, key) for key in MODEL_KEYS})
-    return ArgmaxFlowModel(config)
-
-
-def train(args: argparse.Namespace) -> Dict[str, Any]:
-    """
-    Train with `args` (from [`parse_args`]) and, on the main process, write the model and its vocabulary with
-    `save_pretrained` to `args.output_dir`, the model card `README.md` and `train_results.json`; with
-    `--push_to_hub`, upload that folder (see [`train_flow`]).
-
-    Returns the results dict (on every process): global_step, train_time_s, the training bound (bpc, mean of the
-    last 10% of steps), validation_bpc (ELBO), history.
-    """
-    args = resolve_preset(args)
-    config = training_config(args, "argmax_flow")
-    accelerator = make_accelerator(config)
-    with accelerator.main_process_first():
-        data, vocabulary = load_data(args)
-    set_seed(args.seed)
-    model = build_model(args, len(vocabulary))
-    return train_flow(args, config, accelerator, data, model, unit="character", write_model_card=write_model_card,
-                      decode_samples=vocabulary.batch_decode, save_with_model=[vocabulary])
-
-
-def model_card(args: argparse.Namespace, stats: Dict[str, Any], samples: List[str]):
-    """A `huggingface_hub.ModelCard` filled from `model_cards/argmax_flow.md`, with the validation ELBO in its
-    `model-index` (`hf-multinomial bpc` adds held-out results, e.g. the IWBO, to the saved card)."""
-    type_, name = dataset_id(args)
-    results = []
-    if stats.get("validation_bpc") is not None:
-        results.append(bits_eval_result(
-            stats["validation_bpc"], "bpc", flow_bound(1), dataset_type=type_, dataset_name=name,
-            dataset_split="validation", num_examples=stats.get("num_validation_examples"),
-        ))
+def card(arguments, results: Dict[str, Any], samples):
+    """The model card from `model_cards/argmax_flow.md`, with the validation ELBO in its `model-index`
+    (`hf-multinomial bpc` adds held-out results, e.g. the IWBO, to the saved card)."""
+    data = arguments.data
+    eval_results = card_results(results, "bpc", data, [
+        ("validation_bpc", "validation", flow_bound(1), "num_validation_examples")])
     return training_model_card(
-        "argmax_flow", args, stats,
-        hyperparameter_keys=("preset", "seq_len", *MODEL_KEYS, "train_batch_size", "gradient_accumulation_steps",
-                             "optimizer", "learning_rate", "lr_decay_per_epoch", "lr_warmup_steps", "max_grad_norm",
-                             "seed"),
+        "argmax_flow", arguments, results, hyperparameter_keys=CARD_HYPERPARAMETERS,
         card_data_kwargs=dict(
             library_name="transformers",  # loaded with AutoModel (registered on import, or through auto_map)
-            datasets={"text8": ["text8"], "enwik8": ["enwik8"]}.get(args.dataset),
-            language=["en"] if args.vocabulary == "text8" else None,
+            datasets=data.card_datasets(),
+            language=["en"] if data.vocabulary == "text8" else None,
             tags=["argmax-flow", "normalizing-flow", "text-generation", "character-level", "hf-multinomial"],
             pipeline_tag="text-generation",
         ),
-        eval_results=results,
+        eval_results=eval_results,
         remote_code=False,  # main holds auto_map and the modeling files already
-        data_description=data_description(args),
+        data_description=data.description(),
         samples=list(samples),
-        byte_level=args.vocabulary == "bytes",
-        on_hub=bool(args.push_to_hub),
+        byte_level=data.vocabulary == "bytes",
+        on_hub=arguments.output.push_to_hub,
     )
 
 
-def write_model_card(args: argparse.Namespace, stats: Dict[str, Any], samples: List[str]) -> str:
-    path = os.path.join(args.output_dir, "README.md")
-    model_card(args, stats, samples).save(path)
-    return path
+TASK = Task(
+    name="argmax_flow",
+    script="train_argmax_flow.py",
+    description="Train an argmax flow on text (run with `accelerate launch`).",
+    model_arguments=ArgmaxFlowArguments,
+    data_arguments=TextDataArguments,
+    presets=PRESETS,
+    default_preset="small_coupling",
+    default_output_dir="argmax-flow-model",
+    unit="character",
+    family=FlowFamily(),
+    load_data=lambda arguments: load_text_data(arguments.data),
+    build=build,
+    card=card,
+)

@@ -1,123 +1,71 @@
 # Copyright 2026 The hf-multinomial Authors. Apache-2.0.
-"""Flows (argmax flows, dequantization baselines, VAEs) on the shared training loop: the objective and the run.
+"""Flows (argmax flows, dequantization baselines, VAEs) on the shared run: the objective and the family.
 
 Every such model is a transformers `PreTrainedModel` whose `forward(input_ids, generator=...)` returns the negative
 bound in nats per unit as `loss`, with `log_likelihood(input_ids, num_samples, generator)` and
 `sample(batch_size, generator)`.
 """
 
-import argparse
-import json
-import math
-import os
-from typing import Any, Callable, Dict, Iterable, Optional
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import torch
 
 from ..evaluation import bits_per_unit, flow_negative_log_likelihood
-from .hub import checkpoint_pusher, push_training_output, warn_if_offline
-from .trainer import TrainingConfig, train_loop
-
-LN2 = math.log(2.0)
-BITS_NAMES = {"character": "bpc", "pixel": "bpp"}
+from ..metrics import UNIT_KEYS
+from .objective import SeededObjective
 
 
-class FlowObjective:
-    """
-    The negative bound -E_q[log p(v) - log q(v | x)] in nats per unit (the model's `loss`); logged as `loss` and in
-    bits as `bits_name`. Each process draws v ~ q(v | x) from its own generator, seeded with `seed + process_index`
-    and checkpointed, so a resumed run continues the same draws.
-    """
-
-    def __init__(self, seed: int = 0, bits_name: str = "bpc"):
-        self.seed = seed
-        self.bits_name = bits_name
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def setup(self, accelerator) -> None:
-        self.generator = torch.Generator(device=accelerator.device).manual_seed(self.seed + accelerator.process_index)
+class FlowObjective(SeededObjective):
+    """The negative bound -E_q[log p(v) - log q(v | x)] in nats per unit (the model's `loss`), with v ~ q(v | x) drawn
+    from the objective's per-process generator."""
 
     def __call__(self, model, batch, accelerator):
         loss = model(batch["input_ids"], generator=self.generator).loss
-        nats = loss.detach()
-        return loss, {"loss": nats, self.bits_name: nats / LN2}
-
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
+        return loss, self.logs(loss)
 
 
-def flow_bound(num_samples: int = 1) -> str:
-    """How a flow's bound was computed, for the `model-index` results (`bits_eval_result(..., bound=...)`): the ELBO
-    with one draw of q(v | x), or the importance-weighted bound with `num_samples` draws."""
-    if num_samples == 1:
-        return "ELBO, 1 draw of q(v|x)"
-    return f"IWBO, k={num_samples} draws of q(v|x)"
+@dataclass
+class FlowModel:
+    """What a flow task builds: the model, and the vocabulary that turns its samples into text (None for maps)."""
+
+    model: Any
+    vocabulary: Optional[Any] = None
 
 
-def validation_bits(model, dataset, num_examples: int, unit: str, num_samples: int = 1, seed: int = 0) -> float:
-    """The bound (ELBO for `num_samples` = 1, else IWBO) on the first `num_examples` rows, in bits per unit."""
-    input_ids = dataset[: min(num_examples, len(dataset))]["input_ids"]
-    generator = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
-    nll = flow_negative_log_likelihood(model, input_ids, num_samples=num_samples, generator=generator)
-    return bits_per_unit(nll, input_ids[0].numel(), unit)[BITS_NAMES[unit]]
+class FlowFamily:
+    """How a flow task trains, validates, saves and samples: the loop trains `FlowModel.model` with
+    [`FlowObjective`], validation is the ELBO (one draw of q(v | x)), and the saved folder holds the vocabulary too."""
 
+    export_remote_code = False  # the saved folder already holds auto_map and the modeling files
 
-def train_flow(
-    args: argparse.Namespace,
-    config: TrainingConfig,
-    accelerator,
-    data,
-    model,
-    unit: str,
-    write_model_card: Callable[[argparse.Namespace, Dict[str, Any], list], Any],
-    decode_samples: Optional[Callable[[torch.Tensor], list]] = None,
-    save_with_model: Iterable = (),
-) -> Dict[str, Any]:
-    """
-    Train `model` on `data["train"]` with the shared loop and, on the main process, save it with `save_pretrained`
-    to `args.output_dir` (with every object of `save_with_model`, e.g. the vocabulary), `train_results.json` and the
-    model card (`write_model_card(args, stats, samples)`; the `args.num_card_samples` samples are passed through
-    `decode_samples`, e.g. to strings).
+    def objective(self, flow: FlowModel, arguments, bits_name: str) -> FlowObjective:
+        return FlowObjective(seed=arguments.training.seed, bits_name=bits_name)
 
-    With `args.push_to_hub`, the main process then uploads `args.output_dir` to the main branch of
-    `args.hub_model_id` with [`push_training_output`] (the saved folder already holds `auto_map` and the modeling
-    files, so `AutoModel.from_pretrained(repo, trust_remote_code=True)` works from it without hf-multinomial); with
-    `args.push_checkpoints` each checkpoint too (see `hf_multinomial.training.hub`). A failed final push raises a
-    `RuntimeError` once everything is saved locally.
+    def trainable(self, flow: FlowModel):
+        return flow.model
 
-    Returns the results dict (on every process): the [`TrainingResult.summary`] figures and
-    `validation_{bpc|bpp}` (the ELBO on `num_validation_examples` = at most `args.num_validation_sequences`
-    validation rows).
-    """
-    bits = BITS_NAMES[unit]
-    warn_if_offline(args)
-    result = train_loop(model, data["train"], FlowObjective(seed=args.seed, bits_name=bits), config,
-                        accelerator=accelerator, on_checkpoint=checkpoint_pusher(args, accelerator.is_main_process))
-    global_batch = config.train_batch_size * accelerator.num_processes * config.gradient_accumulation_steps
-    stats = result.summary(args.output_dir, len(data["train"]), global_batch, bits)
-    stats[f"validation_{bits}"] = None
-    if accelerator.is_main_process:
-        model = result.model.eval()
-        if args.num_validation_sequences > 0 and len(data["validation"]):
-            stats["num_validation_examples"] = min(args.num_validation_sequences, len(data["validation"]))
-            stats[f"validation_{bits}"] = validation_bits(model, data["validation"], args.num_validation_sequences,
-                                                          unit, seed=args.seed)
-        model.save_pretrained(args.output_dir)
-        for extra in save_with_model:
-            extra.save_pretrained(args.output_dir)
-        samples = []
-        if args.num_card_samples > 0:
-            generator = torch.Generator(device=model.device).manual_seed(args.seed)
-            samples = model.sample(args.num_card_samples, generator=generator).cpu()
-            samples = decode_samples(samples) if decode_samples is not None else samples.tolist()
-        with open(os.path.join(args.output_dir, "train_results.json"), "w") as f:
-            json.dump({k: v for k, v in stats.items() if k != "history"}, f, indent=2)
-        write_model_card(args, stats, samples)
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    if getattr(args, "push_to_hub", False) and accelerator.is_main_process:
-        push_training_output(args, result.global_step)
-    return stats
+    def with_trained(self, flow: FlowModel, model) -> FlowModel:
+        flow.model = model
+        return flow
+
+    def validation_key(self, bits_name: str) -> str:
+        return f"validation_{bits_name}"
+
+    def validation_bits(self, flow: FlowModel, input_ids, unit: str, seed: int, num_samples: int = 1,
+                        batch_size: int = 32) -> float:
+        """The bound of `input_ids` (the ELBO for `num_samples` = 1, else the IWBO), in bits per unit."""
+        generator = torch.Generator(device=flow.model.device).manual_seed(seed)
+        nll = flow_negative_log_likelihood(flow.model, input_ids, batch_size=batch_size, num_samples=num_samples,
+                                           generator=generator)
+        return bits_per_unit(nll, input_ids[0].numel(), unit)[UNIT_KEYS[unit]]
+
+    def save(self, flow: FlowModel, output_dir: str) -> None:
+        flow.model.save_pretrained(output_dir)
+        if flow.vocabulary is not None:
+            flow.vocabulary.save_pretrained(output_dir)
+
+    def samples(self, flow: FlowModel, arguments) -> list:
+        generator = torch.Generator(device=flow.model.device).manual_seed(arguments.training.seed)
+        samples = flow.model.sample(arguments.output.num_card_samples, generator=generator).cpu()
+        return flow.vocabulary.batch_decode(samples) if flow.vocabulary is not None else samples

@@ -2,9 +2,10 @@
 """
 Pushing training outputs to the Hugging Face Hub with `huggingface_hub` (`create_repo`, `upload_folder`).
 
-Every training script takes the flags of [`add_hub_arguments`]. With `--push_to_hub`, the main process uploads the
-saved output folder to `--hub_model_id` at the end of training (after everything is saved locally, so a failed push
-loses nothing), without its `checkpoint-*` folders. With `--push_checkpoints` as well, each checkpoint is uploaded
+Every training script takes the Hub flags of [`~hf_multinomial.training.arguments.OutputArguments`]; the functions
+here read them from a plain dict (`Arguments.hub_params()`). With `--push_to_hub`, the main process uploads the saved
+output folder to `--hub_model_id` at the end of training (after everything is saved locally, so a failed push loses
+nothing), without its `checkpoint-*` folders. With `--push_checkpoints` as well, each checkpoint is uploaded
 when it is written, to the folder `checkpoint-STEP` of the repository's main branch (the layout of the output folder
 and of transformers' `hub_strategy="all_checkpoints"`): resume from one with
 `huggingface_hub.snapshot_download(repo_id, allow_patterns="checkpoint-500/*")` and
@@ -15,28 +16,14 @@ With `HF_HUB_OFFLINE=1` a push fails at once with a `RuntimeError` naming the re
 holds the trained model; a failed checkpoint push only logs a warning (training goes on, the final push reports).
 """
 
-import argparse
 import logging
 import os
-from typing import Any, Callable, List, Mapping, Optional, Union
+from typing import Any, Callable, List, Mapping, Optional
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_PATTERNS = ["checkpoint-*", "checkpoint-*/**", ".tmp-checkpoint-*", ".tmp-checkpoint-*/**"]
 REMOTE_CODE_REVISION = "remote-code"  # the branch that holds `hf-multinomial export`'s remote-code copy
-
-
-def add_hub_arguments(p: argparse.ArgumentParser) -> None:
-    """Add the "Hugging Face Hub" flag group to `p`."""
-    hub = p.add_argument_group("Hugging Face Hub")
-    hub.add_argument("--push_to_hub", action="store_true",
-                     help="Upload the final model (and its card) to the Hub at the end of training.")
-    hub.add_argument("--hub_model_id", default=None,
-                     help='"user/name" or "org/name"; unset: the output folder\'s name, in your namespace.')
-    hub.add_argument("--hub_token", default=None, help="A token with write access; unset: the saved login or HF_TOKEN.")
-    hub.add_argument("--hub_private_repo", action="store_true", help="Create the repository as private.")
-    hub.add_argument("--push_checkpoints", action="store_true",
-                     help="With --push_to_hub: also upload each checkpoint, to the folder checkpoint-STEP.")
 
 
 def hub_offline() -> bool:
@@ -48,11 +35,11 @@ def hub_offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE) or env.strip().upper() in ("1", "ON", "YES", "TRUE")
 
 
-def _get(params: Union[argparse.Namespace, Mapping[str, Any]], name: str, default=None):
-    return params.get(name, default) if isinstance(params, Mapping) else getattr(params, name, default)
+def _get(params: Mapping[str, Any], name: str, default=None):
+    return params.get(name, default)
 
 
-def hub_repo_id(params: Union[argparse.Namespace, Mapping[str, Any]]) -> str:
+def hub_repo_id(params: Mapping[str, Any]) -> str:
     """`hub_model_id`, or the name of `output_dir` (the Hub then puts it in the token owner's namespace)."""
     repo_id = _get(params, "hub_model_id")
     if repo_id:
@@ -64,7 +51,7 @@ def hub_repo_id(params: Union[argparse.Namespace, Mapping[str, Any]]) -> str:
 
 
 def push_folder_to_hub(
-    params: Union[argparse.Namespace, Mapping[str, Any]],
+    params: Mapping[str, Any],
     folder: str,
     commit_message: str,
     path_in_repo: Optional[str] = None,
@@ -76,7 +63,7 @@ def push_folder_to_hub(
     the main process only.
 
     Args:
-        params (`argparse.Namespace` or `dict`): reads `hub_model_id`, `hub_token`, `hub_private_repo` and
+        params (`dict`): reads `hub_model_id`, `hub_token`, `hub_private_repo` and
             `output_dir` (see [`hub_repo_id`]).
         folder (`str`): the local folder to upload.
         commit_message (`str`): the commit's title.
@@ -116,57 +103,57 @@ def push_folder_to_hub(
         ) from error
 
 
-def card_loading(args: argparse.Namespace, remote_code: bool = True) -> dict:
+def card_loading(params: Mapping[str, Any], remote_code: bool = True) -> dict:
     """The template variables of a model card's "How to load" section: `model_id`, where to load from (the Hub
     repository with `--push_to_hub`, else the output folder), and `remote_code_revision`, the branch holding the
     remote-code export when pushing a diffusion pipeline (`remote_code`), else None."""
-    if getattr(args, "push_to_hub", False):
-        return {"model_id": hub_repo_id(args), "remote_code_revision": REMOTE_CODE_REVISION if remote_code else None}
-    return {"model_id": args.output_dir, "remote_code_revision": None}
+    if _get(params, "push_to_hub"):
+        return {"model_id": hub_repo_id(params), "remote_code_revision": REMOTE_CODE_REVISION if remote_code else None}
+    return {"model_id": params["output_dir"], "remote_code_revision": None}
 
 
-def warn_if_offline(args: argparse.Namespace) -> None:
+def warn_if_offline(params: Mapping[str, Any]) -> None:
     """At the start of a run: say that the final push will fail while the Hub is offline (the run still saves)."""
-    if getattr(args, "push_to_hub", False) and hub_offline():
+    if _get(params, "push_to_hub") and hub_offline():
         logger.warning("--push_to_hub is set but HF_HUB_OFFLINE=1: the model will be saved to %s and the push at "
-                       "the end will fail.", args.output_dir)
+                       "the end will fail.", params["output_dir"])
 
 
-def checkpoint_pusher(args: argparse.Namespace, is_main_process: bool) -> Optional[Callable[[str, int], None]]:
+def checkpoint_pusher(params: Mapping[str, Any], is_main_process: bool) -> Optional[Callable[[str, int], None]]:
     """
     The `on_checkpoint(folder, global_step)` callback of `train_loop` that uploads each checkpoint to
     `checkpoint-STEP` (see the module docstring), or None without `--push_to_hub --push_checkpoints` or off the main
     process. A failed upload logs a warning and training goes on.
     """
-    if not (getattr(args, "push_to_hub", False) and getattr(args, "push_checkpoints", False) and is_main_process):
+    if not (_get(params, "push_to_hub") and _get(params, "push_checkpoints") and is_main_process):
         return None
 
     def push(folder: str, global_step: int) -> None:
         try:
-            push_folder_to_hub(args, folder, f"Checkpoint at step {global_step}", path_in_repo=os.path.basename(folder))
+            push_folder_to_hub(params, folder, f"Checkpoint at step {global_step}", path_in_repo=os.path.basename(folder))
         except RuntimeError as error:
             logger.warning("Checkpoint %s was not pushed: %s", folder, error)
 
     return push
 
 
-def push_training_output(args: argparse.Namespace, global_step: int, export_remote_code: bool = False) -> List:
+def push_training_output(params: Mapping[str, Any], global_step: int, export_remote_code: bool = False) -> List:
     """
-    The final push of a run with `--push_to_hub` (main process only): `args.output_dir` without its checkpoints to
+    The final push of a run with `--push_to_hub` (main process only): `params["output_dir"]` without its checkpoints to
     the main branch, and with `export_remote_code` (diffusion pipelines) a copy made loadable without hf-multinomial
     by [`hf_multinomial.export.export_pipeline`] to the branch `remote-code`. Returns the `CommitInfo`s.
     """
     import tempfile
 
-    commits = [push_folder_to_hub(args, args.output_dir, f"Training done: step {global_step}",
+    commits = [push_folder_to_hub(params, params["output_dir"], f"Training done: step {global_step}",
                                   ignore_patterns=CHECKPOINT_PATTERNS)]
     if export_remote_code:
         from ..export import export_pipeline
 
         with tempfile.TemporaryDirectory() as tmp:
-            exported = export_pipeline(args.output_dir, os.path.join(tmp, "exported"))
+            exported = export_pipeline(params["output_dir"], os.path.join(tmp, "exported"))
             commits.append(push_folder_to_hub(
-                {**vars(args), "hub_model_id": commits[0].repo_url.repo_id}, exported,
+                {**params, "hub_model_id": commits[0].repo_url.repo_id}, exported,
                 f"Remote code for trust_remote_code: step {global_step}", revision=REMOTE_CODE_REVISION,
             ))
     return commits

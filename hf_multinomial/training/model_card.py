@@ -6,16 +6,18 @@ and that `ModelCard.load(path).data.eval_results` gives back.
 
     result = bits_eval_result(1.93, "bpc", bound=diffusion_bound(1000, estimate=True),
                               dataset_type="text8", dataset_name="text8", dataset_split="validation")
-    write_model_card("text_diffusion", output_dir, card_data_kwargs=dict(license="apache-2.0", tags=[...]),
-                     template_kwargs=dict(hyperparameters=..., samples=...), eval_results=[result],
-                     model_name="text8-diffusion")
+    card = build_model_card("text_diffusion", card_data_kwargs=dict(tags=[...]),
+                            template_kwargs=dict(hyperparameters=..., samples=...), eval_results=[result],
+                            model_name="text8-diffusion")
+    card.save(os.path.join(output_dir, "README.md"))
     update_model_card_results(os.path.join(output_dir, "README.md"), [full_elbo_result])   # after evaluation
 """
 
 import os
 from typing import Any, Dict, Iterable, List, Optional
 
-MODEL_CARDS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, "model_cards")
+# Package data (pyproject.toml): installed with the package, editable or not.
+MODEL_CARDS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "model_cards")
 LIBRARY_NAME = "hf-multinomial"
 LICENSE = "apache-2.0"
 
@@ -24,11 +26,18 @@ TASKS = {"bpc": ("text-generation", "Character-level text generation"),
          "bpp": ("unconditional-image-generation", "Segmentation map generation")}
 
 
-def model_card_template(name: str) -> Optional[str]:
-    """Path of `model_cards/{name}.md` in a source checkout (editable install); None elsewhere, so that
-    `huggingface_hub.ModelCard.from_template` falls back to its default template instead of failing after training."""
-    path = os.path.normpath(os.path.join(MODEL_CARDS_DIR, f"{name}.md"))
-    return path if os.path.isfile(path) else None
+def model_card_template(name: str) -> str:
+    """Path of the template `hf_multinomial/model_cards/{name}.md` (package data, shipped with every install).
+
+    Raises:
+        `FileNotFoundError`: no such template (a wrong name, or a broken install), naming the path looked for.
+    """
+    path = os.path.join(MODEL_CARDS_DIR, f"{name}.md")
+    if not os.path.isfile(path):
+        available = sorted(f[:-3] for f in os.listdir(MODEL_CARDS_DIR) if f.endswith(".md")) \
+            if os.path.isdir(MODEL_CARDS_DIR) else []
+        raise FileNotFoundError(f"no model card template {name!r}: {path} does not exist (templates: {available})")
+    return path
 
 
 def diffusion_bound(num_train_timesteps: int, estimate: bool, repetitions: int = 1) -> str:
@@ -37,6 +46,14 @@ def diffusion_bound(num_train_timesteps: int, estimate: bool, repetitions: int =
         times = f", mean of {repetitions}" if repetitions > 1 else ""
         return f"one-t estimate of the negative ELBO, 1 of T={num_train_timesteps} steps{times}"
     return f"negative ELBO, all T={num_train_timesteps} steps"
+
+
+def flow_bound(num_samples: int = 1) -> str:
+    """How a flow's bound was computed, for `bits_eval_result`: the ELBO with one draw of q(v | x), or the
+    importance-weighted bound with `num_samples` draws."""
+    if num_samples == 1:
+        return "ELBO, 1 draw of q(v|x)"
+    return f"IWBO, k={num_samples} draws of q(v|x)"
 
 
 def bits_eval_result(
@@ -83,6 +100,19 @@ def bits_eval_result(
     )
 
 
+def card_results(results: Dict[str, Any], metric_type: str, data_arguments, entries: Iterable) -> List:
+    """
+    The `model-index` entries of a training card: one [`bits_eval_result`] per `(results key, split, bound,
+    count key)` of `entries` whose value is in `results`, on the data of `data_arguments` (its `dataset_id()`).
+    """
+    dataset_type, dataset_name = data_arguments.dataset_id()
+    return [
+        bits_eval_result(results[key], metric_type, bound, dataset_type=dataset_type, dataset_name=dataset_name,
+                         dataset_split=split, num_examples=results.get(count_key))
+        for key, split, bound, count_key in entries if results.get(key) is not None
+    ]
+
+
 def build_model_card(
     template_name: str,
     card_data_kwargs: Dict[str, Any],
@@ -112,19 +142,15 @@ def build_model_card(
     return ModelCard.from_template(card_data, template_path=model_card_template(template_name), **template_kwargs)
 
 
-def write_model_card(
-    template_name: str,
-    output_dir: str,
-    card_data_kwargs: Dict[str, Any],
-    template_kwargs: Dict[str, Any],
-    eval_results: Iterable = (),
-    model_name: Optional[str] = None,
-    filename: str = "README.md",
-) -> str:
-    """Render [`build_model_card`] into `output_dir/README.md` and return its path."""
-    path = os.path.join(output_dir, filename)
-    build_model_card(template_name, card_data_kwargs, template_kwargs, eval_results, model_name).save(path)
-    return path
+def save_sample_grid(output_dir: str, samples, palette) -> Optional[str]:
+    """Save a card's map samples (class ids) as the colour-coded grid `samples.png` in `output_dir`; returns the
+    file name for the card's `sample_image` (None without samples)."""
+    from ..pipelines.image_utils import make_grid
+
+    if not len(samples):
+        return None
+    make_grid(samples, palette=palette, scale=2).save(os.path.join(output_dir, "samples.png"))
+    return "samples.png"
 
 
 def update_model_card_results(path: str, eval_results: Iterable, model_name: Optional[str] = None) -> List:
@@ -149,8 +175,8 @@ def update_model_card_results(path: str, eval_results: Iterable, model_name: Opt
 
 def training_model_card(
     template_name: str,
-    args,
-    stats: Dict[str, Any],
+    arguments,
+    results: Dict[str, Any],
     hyperparameter_keys: Iterable[str],
     card_data_kwargs: Dict[str, Any],
     eval_results: Iterable = (),
@@ -159,18 +185,19 @@ def training_model_card(
 ):
     """
     The model card of a training run, rendered from `model_cards/{template_name}.md`: the `accelerate launch`
-    command, the hyperparameters named by `hyperparameter_keys` (read from `args`), the run's figures (`stats`
-    without its history), how to load the model ([`card_loading`]; `remote_code`: whether an exported copy is pushed
-    for `trust_remote_code`), the `model-index` results, and any further template variables.
+    command, the hyperparameters named by `hyperparameter_keys` (the values the run used, from its
+    [`~hf_multinomial.training.arguments.Arguments`]), the run's figures (`results` without its history), how to load
+    the model ([`card_loading`]; `remote_code`: whether an exported copy is pushed for `trust_remote_code`), the
+    `model-index` results, and any further template variables.
     """
     from .arguments import launch_command
     from .hub import card_loading
 
-    loading = card_loading(args, remote_code=remote_code)
+    loading = card_loading(arguments.hub_params(), remote_code=remote_code)
     template_kwargs = dict(
-        command=launch_command(args),
-        hyperparameters={key: getattr(args, key) for key in hyperparameter_keys},
-        stats={k: v for k, v in stats.items() if k != "history"},
+        command=launch_command(arguments),
+        hyperparameters={key: arguments.get(key) for key in hyperparameter_keys},
+        stats={k: v for k, v in results.items() if k != "history"},
         **loading,
         **template_kwargs,
     )

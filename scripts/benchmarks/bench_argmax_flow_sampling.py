@@ -16,18 +16,20 @@ import argparse
 import json
 import statistics
 import time
+from dataclasses import asdict, fields
 
 import torch
 
 from hf_multinomial.flows import ArgmaxFlowConfig, ArgmaxFlowModel
-from hf_multinomial.training.argmax_flow import MODEL_KEYS, PRESETS
+from hf_multinomial.training.argmax_flow import PRESETS, ArgmaxFlowArguments
 
 
 def time_sampling(preset: str, seq_len: int, repeats: int, batch_size: int) -> dict:
     settings = PRESETS[preset]
+    model_args = ArgmaxFlowArguments(**{f.name: settings[f.name] for f in fields(ArgmaxFlowArguments)
+                                        if f.name in settings})
     torch.manual_seed(0)
-    model = ArgmaxFlowModel(ArgmaxFlowConfig(vocab_size=27, seq_len=seq_len,
-                                             **{k: settings[k] for k in MODEL_KEYS})).eval()
+    model = ArgmaxFlowModel(ArgmaxFlowConfig(num_classes=27, seq_len=seq_len, **asdict(model_args))).eval()
     generator = torch.Generator().manual_seed(0)
     model.sample_codes(batch_size, generator=generator)  # warm-up
     times = []

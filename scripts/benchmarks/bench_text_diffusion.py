@@ -8,6 +8,7 @@ Not a test: nothing imports this file. Every mode prints a markdown table and, a
     python scripts/benchmarks/bench_text_diffusion.py --training            # paper + small, fp32 + bf16
     python scripts/benchmarks/bench_text_diffusion.py --scheduler-share     # scheduler.step vs denoiser forward
     python scripts/benchmarks/bench_text_diffusion.py --matmul              # fp32 vs bf16 GEMM throughput
+    python scripts/benchmarks/bench_text_diffusion.py --quick               # small training step + 100-step sample
 
 Timings are the minimum over `--repeats` runs (the machine may be shared). Training memory is measured in a fresh
 subprocess per configuration: peak resident set size (`ru_maxrss`) minus the resident size after imports, so the
@@ -281,6 +282,70 @@ def bench_training(args):
     )
 
 
+# ---------------------------------------------------------------------------------------------- quick check
+
+
+def bench_quick(args):
+    """A few-minute regression check of the per-call overhead (input checks, host syncs), run in this process.
+
+    Rows: one small-config training micro-batch as `DiffusionObjective` runs it (add_noise, forward, compute_loss,
+    prior_kl, jump_to_start_nll, backward, Adam; fp32, `--batch-size` x 256); the scheduler calls of that micro-batch
+    alone, on fixed logits (no model); one full 100-step batch-1 pipeline sample (not extrapolated) per
+    `--quick-sampling-configs`.
+    """
+    from hf_multinomial.pipelines import DiscreteDiffusionPipeline
+
+    rows = []
+    model, scheduler = build("small")
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    generator = torch.Generator().manual_seed(0)
+    T = scheduler.config.num_train_timesteps
+    batch_size = args.batch_size
+
+    def train_step():
+        x0 = torch.randint(NUM_CLASSES, (batch_size, SEQ_LEN), generator=generator)
+        t = torch.randint(T, (batch_size,), generator=generator)
+        x_t = scheduler.add_noise(x0, t, generator=generator)
+        logits = model(x_t, t).sample.float()
+        loss_t = scheduler.compute_loss(logits, x0, x_t, t)
+        loss = (loss_t + scheduler.prior_kl(x0)).mean() + scheduler.jump_to_start_nll(logits, x0, x_t, t).mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    x0 = torch.randint(NUM_CLASSES, (batch_size, SEQ_LEN), generator=generator)
+    t = torch.randint(T, (batch_size,), generator=generator)
+    logits = torch.randn(batch_size, NUM_CLASSES, SEQ_LEN, generator=generator)
+
+    @torch.no_grad()
+    def scheduler_calls():
+        x_t = scheduler.add_noise(x0, t, generator=generator)
+        scheduler.compute_loss(logits, x0, x_t, t)
+        scheduler.prior_kl(x0)
+        scheduler.jump_to_start_nll(logits, x0, x_t, t)
+
+    for name, fn, inner in (("train_step_small_fp32", train_step, 1), ("scheduler_calls_of_a_step", scheduler_calls, 10)):
+        fn()  # warm-up
+        best = min(_timed(lambda: [fn() for _ in range(inner)]) / inner for _ in range(args.repeats))
+        rows.append({"what": name, "batch": f"{batch_size}x{SEQ_LEN}", "seconds": best})
+        print(rows[-1], file=sys.stderr, flush=True)
+
+    for config_name in args.quick_sampling_configs:
+        model, scheduler = build(config_name)
+        pipe = DiscreteDiffusionPipeline(denoiser=model.eval(), scheduler=scheduler)
+        pipe.set_progress_bar_config(disable=True)
+
+        def sample():
+            pipe(batch_size=1, num_inference_steps=100, generator=torch.Generator().manual_seed(0), output_type="pt")
+
+        time_pipeline(pipe, 1, 100, 2, 0)  # warm-up
+        best = min(_timed(sample) for _ in range(args.repeats))
+        rows.append({"what": f"sample_100_steps_{config_name}", "batch": f"1x{SEQ_LEN}", "seconds": best})
+        print(rows[-1], file=sys.stderr, flush=True)
+    emit("quick", rows, ["what", "batch", "seconds"])
+
+
 # ---------------------------------------------------------------------------------------------- GEMM probe
 
 
@@ -334,6 +399,13 @@ def main():
     parser.add_argument("--training", action="store_true", help="one training step: chars/s and peak memory")
     parser.add_argument("--scheduler-share", action="store_true", help="scheduler.step vs denoiser forward")
     parser.add_argument("--matmul", action="store_true", help="fp32 vs bf16 GEMM throughput on this CPU")
+    parser.add_argument(
+        "--quick", action="store_true", help="small-config training micro-batch, its scheduler calls, 100-step sample"
+    )
+    parser.add_argument(
+        "--quick-sampling-configs", nargs="+", default=["small", "paper"], choices=list(CONFIGS),
+        help="configurations of the --quick 100-step batch-1 sample",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement; the minimum is reported")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32], help="sampling batch sizes")
     parser.add_argument(
@@ -360,12 +432,14 @@ def main():
     args.max_sampling_steps = {int(b): int(s) for b, s in (p.split(":") for p in args.sampling_max_steps.split(","))}
     if args.threads:
         torch.set_num_threads(args.threads)
-    if not (args.sampling or args.training or args.scheduler_share or args.matmul):
-        parser.error("choose at least one of --sampling, --training, --scheduler-share, --matmul")
+    if not (args.sampling or args.training or args.scheduler_share or args.matmul or args.quick):
+        parser.error("choose at least one of --sampling, --training, --scheduler-share, --matmul, --quick")
 
     print(json.dumps({"machine": machine_info()}), file=sys.stderr)
     if args.matmul:
         bench_matmul(args)
+    if args.quick:
+        bench_quick(args)
     if args.scheduler_share:
         bench_scheduler_share(args)
     if args.sampling:

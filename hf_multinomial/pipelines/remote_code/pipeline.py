@@ -16,7 +16,8 @@ diffusers reads `"_class_name": ["pipeline", "DiscreteDiffusionPipeline"]` in `m
 and takes the class from it. Each component's class comes from the module in the component's own folder, named in
 `model_index.json` as `[module, class]` (e.g. `"scheduler": ["scheduling_multinomial", "MultinomialScheduler"]` for
 `scheduler/scheduling_multinomial.py`). Every module of the folder is generated from the hf-multinomial source by
-the export; this file is the template the export copies (`pipelines/pipeline.py` in the hf-multinomial repository).
+the export; this file is the template the export copies (`hf_multinomial/pipelines/remote_code/pipeline.py`,
+shipped with the hf-multinomial package).
 """
 
 from .pipeline_discrete_diffusion import DiscreteDiffusionPipeline, DiscreteDiffusionPipelineOutput  # noqa: F401
