@@ -1,7 +1,8 @@
 # Copyright 2026 The hf-multinomial Authors. Apache-2.0.
 """The `hf-multinomial` command: `demo` (train, save, reload, sample, evaluate), `bpc` and `bpp` (bits per character or
 pixel of a saved diffusion pipeline or flow model, added to the `model-index` of its model card unless
-`--no-update-card`), `export` (a pipeline folder for trust_remote_code). The last line printed is the result as JSON."""
+`--no-update-card`), `export` (a pipeline folder for trust_remote_code), `train-tokenizer` (a byte-level BPE tokenizer
+made offline). The last line printed is the result as JSON."""
 
 import argparse
 import json
@@ -99,14 +100,11 @@ def _model_data(model):
         return None, None, what
     config = getattr(model, "config", None)
     what = f"a {type(model).__name__}"
-    if getattr(config, "seq_len", None) is not None:
-        return "text", (int(config.seq_len),), f"{what} (text, seq_len={config.seq_len})"
-    size = getattr(config, "sample_size", None)
-    if size is None and getattr(config, "height", None) is not None and getattr(config, "width", None) is not None:
-        size = (config.height, config.width)
-    if size is not None:
-        height, width = (size, size) if isinstance(size, int) else tuple(size)
-        return "maps", (int(height), int(width)), f"{what} (segmentation maps of {height} x {width})"
+    shape = tuple(getattr(config, "sample_shape", None) or ())  # the flow models: (seq_len,) or (height, width)
+    if len(shape) == 1:
+        return "text", shape, f"{what} (text, seq_len={shape[0]})"
+    if len(shape) == 2:
+        return "maps", shape, f"{what} (segmentation maps of {shape[0]} x {shape[1]})"
     return None, None, what
 
 
@@ -136,9 +134,9 @@ def _check_bound_flags(model, args) -> None:
                          "(use --num-samples)")
 
 
-def _evaluate(model, input_ids, args, unit):
-    """Bits per `unit` of `model` on `input_ids`: the result dict of the command, and the bound's description for
-    the model card (with its number of steps or draws)."""
+def _evaluate(model, input_ids, args, unit, num_units=None):
+    """Bits per `unit` of `model` on `input_ids` (`num_units` units in all; default one per token): the result dict
+    of the command, and the bound's description for the model card (with its number of steps or draws)."""
     import torch
 
     from .evaluation import bits_per_unit, diffusion_negative_elbo, flow_negative_log_likelihood
@@ -159,13 +157,17 @@ def _evaluate(model, input_ids, args, unit):
                                            num_samples=num_samples, generator=generator, progress=True)
         bound = "ELBO (one draw of q)" if num_samples == 1 else f"IWBO with k={num_samples}"
         card_bound = flow_bound(num_samples)
-    result = bits_per_unit(nll, input_ids[0].numel(), unit)
+    if num_units is None:
+        result = bits_per_unit(nll, input_ids[0].numel(), unit)
+    else:  # the units of the whole text (e.g. its characters under a subword tokenizer): normalise the total
+        result = bits_per_unit(nll.sum().reshape(1), num_units, unit)
     bits = "bpc" if unit == "character" else "bpp"
     return {
         bits: result[bits],
         f"nats_per_{unit}": result["nats_per_unit"],
         "num_examples": int(input_ids.shape[0]),
         f"num_{unit}s": result["num_units"],
+        "num_tokens": int(input_ids.numel()),
         "bound": bound,
     }, card_bound
 
@@ -211,8 +213,8 @@ def bpc_command(args) -> dict:
                          f"--model {args.model!r}")
     from .data.arguments import text_file_sequences
 
-    input_ids = text_file_sequences(args.text_file, vocabulary, seq_len, args.max_sequences)
-    result, card_bound = _evaluate(model, input_ids, args, "character")
+    input_ids, num_characters = text_file_sequences(args.text_file, vocabulary, seq_len, args.max_sequences)
+    result, card_bound = _evaluate(model, input_ids, args, "character", num_characters)
     name = os.path.basename(args.text_file)
     return _record_in_card(args, result, card_bound, "text-file", f"text file {name}", split=name)
 
@@ -255,6 +257,16 @@ def export_command(args) -> dict:
             raise ValueError(str(error)) from error
         result["commit_url"] = commit.commit_url
     return result
+
+
+def train_tokenizer_command(args) -> dict:
+    """Train a byte-level BPE tokenizer on text files and save it as a transformers tokenizer folder."""
+    from .data.tokenizers import train_bpe_tokenizer
+
+    if os.path.exists(os.path.join(args.output, "tokenizer.json")):
+        raise FileExistsError(f"--output {args.output!r} already holds a tokenizer; choose another folder")
+    tokenizer = train_bpe_tokenizer(args.files, args.vocab_size, args.output, min_frequency=args.min_frequency)
+    return {"tokenizer": os.path.abspath(args.output), "vocab_size": len(tokenizer), "files": args.files}
 
 
 def demo_command(args) -> dict:
@@ -316,13 +328,24 @@ def main(argv=None):
     export.add_argument("--hub-token", default=None, help="with --push-to-hub: a token with write access")
     export.add_argument("--private", action="store_true", help="with --push-to-hub: create the repository as private")
 
+    tokenizer = commands.add_parser("train-tokenizer", help="train a byte-level BPE tokenizer offline and save it "
+                                                             "as a transformers tokenizer folder")
+    tokenizer.add_argument("--files", nargs="+", required=True, type=_existing_file,
+                           help="training text files (plain, .xz, .bz2, .gz or .zip)")
+    tokenizer.add_argument("--vocab-size", type=_positive_int, required=True,
+                           help="tokens, at least the 256 bytes (fewer when the text has fewer merges)")
+    tokenizer.add_argument("--min-frequency", type=_positive_int, default=2, help="least count of a merged pair")
+    tokenizer.add_argument("--output", required=True, help="the folder to save it in (AutoTokenizer loads it)")
+
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit:  # a bad flag: argparse printed the usage and one "error:" line
         return exit.code if isinstance(exit.code, int) else 2
     start = time.time()
     try:
-        result = {"demo": demo_command, "bpc": bpc_command, "bpp": bpp_command, "export": export_command}[args.command](args)
+        commands = {"demo": demo_command, "bpc": bpc_command, "bpp": bpp_command, "export": export_command,
+                    "train-tokenizer": train_tokenizer_command}
+        result = commands[args.command](args)
     except Exception as error:  # every failure is one line and status 2, never a traceback
         print(f"hf-multinomial {args.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2

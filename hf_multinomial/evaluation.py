@@ -17,6 +17,18 @@ from .metrics import load_bits_per_dim
 ModelFn = Callable[[torch.LongTensor, torch.LongTensor], torch.FloatTensor]
 
 
+def _check_count(name: str, value) -> None:
+    """A count argument must be a positive integer: 0, negative, fractional numbers and bools are refused."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_examples(name: str, examples) -> None:
+    if not torch.is_tensor(examples) or examples.dim() < 1 or examples.shape[0] == 0:
+        shape = tuple(examples.shape) if torch.is_tensor(examples) else type(examples).__name__
+        raise ValueError(f"{name} must be a tensor holding at least one example (batch at dim 0), got {shape}")
+
+
 @torch.no_grad()
 def negative_elbo(
     model_fn: ModelFn,
@@ -40,11 +52,17 @@ def negative_elbo(
             For the draws of x_t.
         timesteps_per_batch (`int`, defaults to 8):
             How many timesteps share one call of `model_fn`, so one call sees `B * timesteps_per_batch` examples;
-            lower it to bound memory.
+            lower it to bound memory. A positive integer.
 
     Returns:
         `torch.DoubleTensor` of shape `(B,)`.
+
+    Raises:
+        ValueError: For a `timesteps_per_batch` that is not a positive integer, ids out of range, or non-finite
+            logits from `model_fn` (the message names the timesteps).
     """
+    _check_count("timesteps_per_batch", timesteps_per_batch)
+    _check_examples("x_start", x_start)
     T = scheduler.config.num_train_timesteps
     batch = x_start.shape[0]
     total = scheduler.prior_kl(x_start).double()  # also checks that x_start holds class indices
@@ -66,6 +84,7 @@ def negative_elbo_estimate(
     An unbiased one-sample estimate of [`negative_elbo`] per example: T * L_t at one uniform t per example, plus the
     prior term. The arguments are those of [`negative_elbo`].
     """
+    _check_examples("x_start", x_start)
     T = scheduler.config.num_train_timesteps
     prior = scheduler.prior_kl(x_start)  # also checks that x_start holds class indices
     gen_device = generator.device if generator is not None else x_start.device
@@ -100,7 +119,15 @@ def diffusion_negative_elbo(
         repetitions (`int`): with `estimate`, average this many independent one-t estimates per example (the original
             code's `--repetitions`).
         progress (`bool`): show a progress bar over batches.
+
+    Raises:
+        ValueError: If `batch_size`, `timesteps_per_batch` or `repetitions` is not a positive integer, or
+            `input_ids` holds no example.
     """
+    _check_count("batch_size", batch_size)
+    _check_count("timesteps_per_batch", timesteps_per_batch)
+    _check_count("repetitions", repetitions)
+    _check_examples("input_ids", input_ids)
     was_training = denoiser.training
     denoiser.eval()
     device = next(denoiser.parameters()).device
@@ -109,8 +136,6 @@ def diffusion_negative_elbo(
         return denoiser(x_t, t).sample.float()
 
     batches = range(0, input_ids.shape[0], batch_size)
-    if repetitions < 1:
-        raise ValueError(f"repetitions must be at least 1, got {repetitions}")
     if progress:
         batches = tqdm(batches, desc="negative ELBO")
     results = []
@@ -127,10 +152,14 @@ def diffusion_negative_elbo(
 
 def bits_per_unit(negative_log_likelihoods: torch.Tensor, units_per_example: int, unit: str = "character") -> dict:
     """Aggregate per-example nats with the bits-per-unit metric; returns its dict (`bpc`, `bpp` or `bpd` key)."""
+    _check_count("units_per_example", units_per_example)
     metric = load_bits_per_dim(unit)
     nll = [float(v) for v in negative_log_likelihoods]
-    if not all(math.isfinite(v) for v in nll):
-        raise ValueError("a negative log-likelihood is not finite")
+    bad = [(i, v) for i, v in enumerate(nll) if not math.isfinite(v)]
+    if bad:
+        raise ValueError(
+            f"a negative log-likelihood is not finite: {bad[0][1]} at example {bad[0][0]} ({len(bad)} of {len(nll)})"
+        )
     return metric.compute(negative_log_likelihoods=nll, num_units=[units_per_example] * len(nll))
 
 
@@ -148,6 +177,9 @@ def flow_negative_log_likelihood(
     float64, shape `(N,)`, of any model with `log_likelihood(input_ids, num_samples, generator)` (the argmax flows,
     dequantization baselines and VAEs). Evaluated in eval mode, `batch_size` examples at a time.
     """
+    _check_count("batch_size", batch_size)
+    _check_count("num_samples", num_samples)
+    _check_examples("input_ids", input_ids)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device

@@ -37,7 +37,8 @@ def text_pipeline_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("text_pipe")
     torch.manual_seed(0)
     denoiser = MultinomialTransformer(
-        num_classes=27, max_seq_len=16, hidden_size=32, num_layers=1, num_heads=2, num_local_heads=1, local_window=4
+        num_classes=27, max_seq_len=16, hidden_size=32, num_layers=1, num_heads=2, num_local_heads=1, local_window=4,
+        num_train_timesteps=12,
     )
     DiscreteDiffusionPipeline(
         denoiser=denoiser, scheduler=MultinomialScheduler(num_classes=27, num_train_timesteps=12), vocabulary=CharVocabulary.text8()

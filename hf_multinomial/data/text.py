@@ -185,6 +185,22 @@ def read_text_bytes(path: str | os.PathLike) -> bytes:
         return f.read()
 
 
+def utf8_text(data: bytes, path: str) -> str:
+    """The raw file content `data` of `path` as UTF-8 text.
+
+    Raises:
+        ValueError: naming `path`, the byte offset and the bytes found there, if the content is not UTF-8.
+    """
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        found = data[error.start : error.start + 4]
+        raise ValueError(
+            f"{path!r} is not UTF-8 text: byte {error.start} is {found[:1]!r} ({error.reason}; the bytes there are "
+            f"{found!r}). Re-encode the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`), or use the byte vocabulary."
+        ) from error
+
+
 def decode_text(data: bytes, vocabulary: CharVocabulary, path: str) -> np.ndarray:
     """The ids of the raw file content `data` of `path` under `vocabulary`: its bytes for a byte-level vocabulary,
     else its UTF-8 characters.
@@ -195,14 +211,7 @@ def decode_text(data: bytes, vocabulary: CharVocabulary, path: str) -> np.ndarra
     """
     if vocabulary.byte_level:
         return vocabulary.encode_array(data)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        found = data[error.start : error.start + 4]
-        raise ValueError(
-            f"{path!r} is not UTF-8 text: byte {error.start} is {found[:1]!r} ({error.reason}; the bytes there are "
-            f"{found!r}). Re-encode the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`), or use the byte vocabulary."
-        ) from error
+    text = utf8_text(data, path)
     try:
         return vocabulary.encode_array(text)
     except ValueError as error:

@@ -24,6 +24,7 @@ import io
 import lzma
 import os
 import re
+import zlib
 from typing import BinaryIO, Iterator
 
 
@@ -113,24 +114,34 @@ def iter_text8_chunks(source) -> Iterator[str]:
     stream = _open_source(source)
     close = stream is not source
     try:
-        first = stream.read(0)
-        if isinstance(first, str):  # a file object opened in text mode
-            stream = io.BytesIO(stream.read().encode("utf-8"))
-        in_text = False
-        for record in _records(stream):
-            if _TEXT_START.search(record):
-                in_text = True
-            if _REDIRECT.search(record):
-                in_text = False
-            if in_text:
-                if _TEXT_END.search(record):
-                    in_text = False
-                filtered = _filter_record(record)
-                if filtered:
-                    yield filtered.decode("ascii")
+        yield from _filtered_chunks(stream)
+    except (EOFError, OSError, lzma.LZMAError, zlib.error) as error:  # a truncated or corrupt compressed dump
+        if isinstance(source, os.PathLike) or (isinstance(source, str) and "<" not in source):
+            raise ValueError(f"Cannot read {os.fspath(source)!r}: it is truncated or corrupt "
+                             f"({type(error).__name__}: {error}).") from error
+        raise
     finally:
         if close:
             stream.close()
+
+
+def _filtered_chunks(stream) -> Iterator[str]:
+    """The filtered text of the open binary (or text-mode) `stream`, record by record."""
+    first = stream.read(0)
+    if isinstance(first, str):  # a file object opened in text mode
+        stream = io.BytesIO(stream.read().encode("utf-8"))
+    in_text = False
+    for record in _records(stream):
+        if _TEXT_START.search(record):
+            in_text = True
+        if _REDIRECT.search(record):
+            in_text = False
+        if in_text:
+            if _TEXT_END.search(record):
+                in_text = False
+            filtered = _filter_record(record)
+            if filtered:
+                yield filtered.decode("ascii")
 
 
 def text8_from_wikipedia_xml(source) -> str:

@@ -20,8 +20,10 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps, get_timest
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 
-from .input_checks import batch_timesteps, check_class_indices
 from torch import nn
+
+from .input_checks import check_config_int, check_config_number, check_inputs
+from .loading import CheckedLoadingMixin
 
 
 @dataclass
@@ -140,7 +142,7 @@ class MultinomialTransformerBlock(nn.Module):
         return hidden_states
 
 
-class MultinomialTransformer(ModelMixin, ConfigMixin):
+class MultinomialTransformer(CheckedLoadingMixin, ModelMixin, ConfigMixin):
     """
     Transformer denoiser for sequences of categorical tokens: class indices and a timestep in, logits out.
 
@@ -177,6 +179,9 @@ class MultinomialTransformer(ModelMixin, ConfigMixin):
         conv_kernel_size (`int`, defaults to 0):
             Width of an optional 1-D convolution (residual) over the embedded sequence, before the first block; 0
             turns it off (the paper's model). It widens the receptive field by `conv_kernel_size // 2` each side.
+
+    `from_pretrained` refuses a missing, unreadable or non-finite weights file and weights that do not match the
+    config (see [`~hf_multinomial.models.loading.CheckedLoadingMixin`]).
     """
 
     _supports_gradient_checkpointing = True
@@ -199,12 +204,24 @@ class MultinomialTransformer(ModelMixin, ConfigMixin):
         conv_kernel_size: int = 0,
     ):
         super().__init__()
-        if conv_kernel_size < 0 or (conv_kernel_size and conv_kernel_size % 2 == 0):
+        check_config_int("conv_kernel_size", conv_kernel_size, minimum=0)
+        if conv_kernel_size and conv_kernel_size % 2 == 0:
             raise ValueError(f"conv_kernel_size must be 0 (off) or an odd positive integer, got {conv_kernel_size}")
         if position_embedding not in ("learned", "sinusoidal"):
             raise ValueError(f"position_embedding must be 'learned' or 'sinusoidal', got {position_embedding!r}")
-        if num_classes < 2:
-            raise ValueError(f"num_classes={num_classes} must be >= 2")
+        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
+            raise ValueError(f"num_classes={num_classes!r} must be an integer >= 2")
+        for name, value in (("max_seq_len", max_seq_len), ("hidden_size", hidden_size), ("num_layers", num_layers),
+                            ("num_heads", num_heads), ("local_window", local_window),
+                            ("num_train_timesteps", num_train_timesteps)):
+            check_config_int(name, value)
+        check_config_int("num_local_heads", num_local_heads, minimum=0)
+        check_config_number("mlp_ratio", mlp_ratio, low=0.0)
+        if int(hidden_size * mlp_ratio) < 1:
+            raise ValueError(
+                f"mlp_ratio={mlp_ratio!r} gives an MLP of width {int(hidden_size * mlp_ratio)} at hidden_size={hidden_size}"
+            )
+        check_config_number("dropout", dropout, low=0.0, high=1.0, high_open=True)
 
         # Submodule names must differ from config keys (e.g. not `position_embedding` or `dropout`), otherwise
         # ModelMixin.__getattr__ returns the config value instead of the module.
@@ -254,10 +271,11 @@ class MultinomialTransformer(ModelMixin, ConfigMixin):
             nn.init.normal_(module.weight, std=0.02)
 
     def _check_inputs(self, sample: torch.Tensor, timestep) -> torch.Tensor:
-        check_class_indices(sample, self.config.num_classes, "batch, seq_len")
-        if sample.shape[1] > self.config.max_seq_len:
+        if isinstance(sample, torch.Tensor) and sample.ndim == 2 and sample.shape[1] > self.config.max_seq_len:
             raise ValueError(f"sequence length {sample.shape[1]} exceeds max_seq_len={self.config.max_seq_len}")
-        return batch_timesteps(timestep, sample)
+        return check_inputs(
+            sample, timestep, self.config.num_classes, self.config.num_train_timesteps, "batch, seq_len"
+        )
 
     def forward(
         self, sample: torch.LongTensor, timestep: torch.Tensor | int, return_dict: bool = True
@@ -267,7 +285,8 @@ class MultinomialTransformer(ModelMixin, ConfigMixin):
             sample (`torch.LongTensor` of shape `(batch_size, seq_len)`):
                 Class indices in `[0, num_classes)`, `seq_len <= max_seq_len`.
             timestep (`torch.Tensor` of shape `(batch_size,)`, 0-dim tensor or `int`):
-                Diffusion timestep of each sequence; a scalar is shared by the whole batch.
+                Diffusion timestep of each sequence, in `[0, num_train_timesteps)` (it may be fractional); a scalar is
+                shared by the whole batch.
             return_dict (`bool`, defaults to `True`):
                 Return a [`MultinomialTransformerOutput`] instead of a plain tuple.
 

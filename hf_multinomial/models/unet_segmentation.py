@@ -23,7 +23,8 @@ from diffusers.utils import BaseOutput
 
 from torch import nn
 
-from .input_checks import batch_timesteps, check_class_indices
+from .input_checks import check_config_int, check_config_number, check_inputs
+from .loading import CheckedLoadingMixin
 
 
 @dataclass
@@ -128,7 +129,7 @@ class SegmentationUNetLevel(nn.Module):
         self.resample = resample
 
 
-class SegmentationUNet(ModelMixin, ConfigMixin):
+class SegmentationUNet(CheckedLoadingMixin, ModelMixin, ConfigMixin):
     """
     U-Net denoiser for categorical images: class-index maps and a timestep in, per-pixel logits out.
 
@@ -172,6 +173,9 @@ class SegmentationUNet(ModelMixin, ConfigMixin):
         num_train_timesteps (`int`, defaults to 4000):
             Number of diffusion steps T the model is trained for (4000 for Cityscapes in the paper). Not used by the
             forward pass; kept in the config so pipelines and training code can check that the scheduler matches.
+
+    `from_pretrained` refuses a missing, unreadable or non-finite weights file and weights that do not match the
+    config (see [`~hf_multinomial.models.loading.CheckedLoadingMixin`]).
     """
 
     _supports_gradient_checkpointing = True
@@ -193,32 +197,31 @@ class SegmentationUNet(ModelMixin, ConfigMixin):
         num_train_timesteps: int = 4000,
     ):
         super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"num_classes={num_classes} must be >= 2")
-        if base_channels < 1:
-            raise ValueError(f"base_channels={base_channels} must be >= 1")
-        channel_multipliers = tuple(int(m) for m in channel_multipliers)
-        if not channel_multipliers or min(channel_multipliers) < 1:
-            raise ValueError(f"channel_multipliers={channel_multipliers} must be a non-empty list of positive ints")
-        if num_res_blocks < 1:
-            raise ValueError(f"num_res_blocks={num_res_blocks} must be >= 1")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout={dropout} must be in [0, 1)")
-        if num_groups < 1:
-            raise ValueError(f"num_groups={num_groups} must be >= 1")
-        if attention_heads < 1:
-            raise ValueError(f"attention_heads={attention_heads} must be >= 1")
-        if isinstance(sample_size, int):
-            sample_size = (sample_size, sample_size)
-        sample_size = tuple(int(s) for s in sample_size)
-        if len(sample_size) != 2:
-            raise ValueError(f"sample_size={sample_size} must be an int or a (height, width) pair")
+        check_config_int("num_classes", num_classes, minimum=2)
+        for name, value in (("base_channels", base_channels), ("num_res_blocks", num_res_blocks),
+                            ("num_groups", num_groups), ("attention_heads", attention_heads)):
+            check_config_int(name, value)
+        if not channel_multipliers or not all(isinstance(m, int) and not isinstance(m, bool) and m >= 1
+                                              for m in channel_multipliers):
+            raise ValueError(f"channel_multipliers={channel_multipliers!r} must be a non-empty list of positive ints")
+        channel_multipliers = tuple(channel_multipliers)
+        check_config_number("dropout", dropout, low=0.0, high=1.0, high_open=True)
+        check_config_int("num_train_timesteps", num_train_timesteps)
+        if class_embedding_dim is not None:
+            check_config_int("class_embedding_dim", class_embedding_dim)
+        pair = (sample_size, sample_size) if isinstance(sample_size, int) else sample_size
+        pair = tuple(pair) if isinstance(pair, (list, tuple)) else ()
+        if len(pair) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in pair):
+            raise ValueError(f"sample_size={sample_size!r} must be a positive int or a (height, width) pair of them")
+        sample_size = pair
         factor = 2 ** (len(channel_multipliers) - 1)
         if sample_size[0] % factor or sample_size[1] % factor:
             raise ValueError(
                 f"sample_size={sample_size} must be divisible by 2 ** (len(channel_multipliers) - 1) = {factor}"
             )
-        attention_resolutions = tuple(int(r) for r in attention_resolutions)
+        if not all(isinstance(r, int) and not isinstance(r, bool) for r in attention_resolutions):
+            raise ValueError(f"attention_resolutions={attention_resolutions!r} must hold integers")
+        attention_resolutions = tuple(attention_resolutions)
         level_factors = [2**i for i in range(len(channel_multipliers))]
         for resolution in attention_resolutions:
             if resolution not in level_factors:
@@ -289,14 +292,16 @@ class SegmentationUNet(ModelMixin, ConfigMixin):
         self.gradient_checkpointing = False
 
     def _check_inputs(self, sample: torch.Tensor, timestep) -> torch.Tensor:
-        check_class_indices(sample, self.config.num_classes, "batch, height, width")
+        timestep = check_inputs(
+            sample, timestep, self.config.num_classes, self.config.num_train_timesteps, "batch, height, width"
+        )
         factor = 2 ** (len(self.config.channel_multipliers) - 1)
         if sample.shape[1] % factor or sample.shape[2] % factor:
             raise ValueError(
                 f"sample height and width must be divisible by {factor} (2 ** (len(channel_multipliers) - 1)), "
                 f"got shape {tuple(sample.shape)}"
             )
-        return batch_timesteps(timestep, sample)
+        return timestep
 
     def _call(self, module: nn.Module, *args) -> torch.Tensor:
         if isinstance(module, nn.Identity):
@@ -314,7 +319,8 @@ class SegmentationUNet(ModelMixin, ConfigMixin):
                 Class indices in `[0, num_classes)`; height and width divisible by
                 `2 ** (len(channel_multipliers) - 1)`.
             timestep (`torch.Tensor` of shape `(batch_size,)`, 0-dim tensor or `int`):
-                Diffusion timestep of each map; a scalar is shared by the whole batch.
+                Diffusion timestep of each map, in `[0, num_train_timesteps)` (it may be fractional); a scalar is
+                shared by the whole batch.
             return_dict (`bool`, defaults to `True`):
                 Return a [`SegmentationUNetOutput`] instead of a plain tuple.
 

@@ -9,6 +9,7 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 from diffusers.utils import BaseOutput
+from transformers import PreTrainedTokenizerBase
 
 # diffusers resolves a pipeline's components only from modules that are already imported and that import
 # ModelMixin / SchedulerMixin by name: importing the component modules here is what makes from_pretrained work.
@@ -17,6 +18,10 @@ from ..models.transformer_multinomial import MultinomialTransformer  # noqa: F40
 from ..models.unet_segmentation import SegmentationUNet  # noqa: F401
 from ..schedulers.scheduling_multinomial import MultinomialScheduler  # noqa: F401
 from .image_utils import colorize, default_palette
+
+# The logit of a class that must never be sampled (a tokenizer's special tokens): exp(-1e4) is 0 in float32, and the
+# value stays finite through the scheduler's log-space sums.
+SUPPRESSED_LOGIT = -1e4
 
 
 def _check_size(name: str, value) -> None:
@@ -56,8 +61,10 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
             [`MultinomialTransformer`].
         scheduler ([`MultinomialScheduler`]):
             The diffusion process the denoiser was trained with.
-        vocabulary ([`CharVocabulary`], *optional*):
-            Turns class ids into text for `output_type="text"` and text into ids for `prefix`.
+        vocabulary ([`CharVocabulary`] or any transformers tokenizer, *optional*):
+            Turns class ids into text for `output_type="text"` and text into ids for `prefix`; its length is the
+            number of classes. The ids of its special tokens (`all_special_ids`: padding, end of text, ...) are
+            never sampled: their predicted probability of being x_0 is set to zero at every step.
         palette (`List[Tuple[int, int, int]]`, *optional*):
             One RGB colour per class for `output_type="pil"` (e.g. the Cityscapes category colours); stored in
             `model_index.json`. Without it, a fixed palette of distinct colours is used.
@@ -76,7 +83,7 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
         self,
         denoiser,
         scheduler: MultinomialScheduler,
-        vocabulary: Optional[CharVocabulary] = None,
+        vocabulary: Optional[PreTrainedTokenizerBase] = None,
         palette: Optional[Sequence[Sequence[int]]] = None,
     ):
         super().__init__()
@@ -156,9 +163,9 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
             known_ids = torch.zeros((batch_size, *shape), dtype=torch.long)
             known_mask = torch.zeros((batch_size, *shape), dtype=torch.bool)
             for i, text in enumerate(prefixes):
-                ids = self.vocabulary.encode(text)
+                ids = self.vocabulary.encode(text, add_special_tokens=False)
                 if len(ids) > shape[0]:
-                    raise ValueError(f"prefix {i} has {len(ids)} characters, longer than seq_len={shape[0]}")
+                    raise ValueError(f"prefix {i} has {len(ids)} tokens, longer than seq_len={shape[0]}")
                 known_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
                 known_mask[i, : len(ids)] = True
         if known_ids is None:
@@ -273,6 +280,7 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
         # A known position's prediction of x_0 is certain: its posterior is then the forward process' own, and the
         # denoiser sees it noised exactly as in training.
         known_logits, known_mask = self._known_positions(prefix, known_ids, known_mask, batch_size, shape)
+        special_ids = sorted(set(getattr(self.vocabulary, "all_special_ids", None) or []))
 
         if num_inference_steps is None:
             num_inference_steps = self.scheduler.config.num_train_timesteps
@@ -284,6 +292,8 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps.tolist())):
             timesteps = torch.full((batch_size,), t, dtype=torch.long, device=self.device)
             logits = self.denoiser(sample, timesteps).sample.float()
+            if special_ids:
+                logits[:, special_ids] = SUPPRESSED_LOGIT
             if known_mask is not None:
                 logits = torch.where(known_mask.unsqueeze(1), known_logits, logits)
             sample = self.scheduler.step(logits, t, sample, generator=generator).prev_sample

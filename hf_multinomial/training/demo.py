@@ -29,6 +29,10 @@ def _demo_arguments(task, output_dir: str, time_budget_s: Optional[float], seed:
     if _holds_earlier_demo(output_dir):
         print(f"Replacing the earlier demo output in {output_dir}.")
         argv.append("--overwrite_output_dir")
+    elif any(os.path.exists(os.path.join(output_dir, name)) for name in ("train_results.json", "model_index.json",
+                                                                         "config.json")):
+        raise FileExistsError(f"{output_dir!r} holds a model that is not an earlier demo's; the demo does not "
+                              "replace it: choose another --output-dir")
     return parse_arguments(task, argv)
 
 

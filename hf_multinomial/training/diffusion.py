@@ -5,10 +5,9 @@ from typing import Optional
 
 import torch
 
-from ..evaluation import bits_per_unit, diffusion_negative_elbo
-from ..metrics import LN2, UNIT_KEYS
+from ..evaluation import diffusion_negative_elbo
 from ..schedulers import ImportanceTimestepSampler, MultinomialScheduler
-from .objective import SeededObjective
+from .objective import SeededObjective, bits_of
 
 
 class DiffusionObjective(SeededObjective):
@@ -52,7 +51,7 @@ class DiffusionObjective(SeededObjective):
             loss = loss + self.aux_loss_weight * x0_nll
             extra["x0_nll"] = x0_nll.detach()
         self.sampler.update(*accelerator.gather((t, loss_t.detach())))
-        return loss, self.logs(elbo_loss, **extra)
+        return loss, self.logs(elbo_loss, batch, **extra)
 
     def state_dict(self) -> dict:
         return {"sampler": self.sampler.state_dict(), **super().state_dict()}
@@ -87,11 +86,12 @@ class DiffusionFamily:
     def validation_key(self, bits_name: str) -> str:
         return f"validation_{bits_name}_estimate"
 
-    def validation_bits(self, pipeline, input_ids, unit: str, seed: int) -> float:
-        """The scheduler's one-t unbiased negative-ELBO estimate of `input_ids`, in bits per unit."""
+    def validation_bits(self, pipeline, input_ids, unit: str, seed: int, num_units: Optional[int] = None) -> float:
+        """The scheduler's one-t unbiased negative-ELBO estimate of `input_ids`, in bits per unit (`num_units` in
+        all, e.g. the characters that subword tokens cover; default one per token)."""
         nll = diffusion_negative_elbo(pipeline.denoiser, pipeline.scheduler, input_ids, estimate=True,
                                       generator=torch.Generator().manual_seed(seed))
-        return bits_per_unit(nll, input_ids[0].numel(), unit)[UNIT_KEYS[unit]]
+        return bits_of(nll, input_ids, unit, num_units)
 
     def save(self, pipeline, output_dir: str) -> None:
         pipeline.save_pretrained(output_dir)

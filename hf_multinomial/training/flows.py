@@ -11,9 +11,8 @@ from typing import Any, Optional
 
 import torch
 
-from ..evaluation import bits_per_unit, flow_negative_log_likelihood
-from ..metrics import UNIT_KEYS
-from .objective import SeededObjective
+from ..evaluation import flow_negative_log_likelihood
+from .objective import SeededObjective, bits_of
 
 
 class FlowObjective(SeededObjective):
@@ -22,7 +21,7 @@ class FlowObjective(SeededObjective):
 
     def __call__(self, model, batch, accelerator):
         loss = model(batch["input_ids"], generator=self.generator).loss
-        return loss, self.logs(loss)
+        return loss, self.logs(loss, batch)
 
 
 @dataclass
@@ -52,13 +51,14 @@ class FlowFamily:
     def validation_key(self, bits_name: str) -> str:
         return f"validation_{bits_name}"
 
-    def validation_bits(self, flow: FlowModel, input_ids, unit: str, seed: int, num_samples: int = 1,
-                        batch_size: int = 32) -> float:
-        """The bound of `input_ids` (the ELBO for `num_samples` = 1, else the IWBO), in bits per unit."""
+    def validation_bits(self, flow: FlowModel, input_ids, unit: str, seed: int, num_units: Optional[int] = None,
+                        num_samples: int = 1, batch_size: int = 32) -> float:
+        """The bound of `input_ids` (the ELBO for `num_samples` = 1, else the IWBO), in bits per unit (`num_units`
+        in all; default one per token)."""
         generator = torch.Generator(device=flow.model.device).manual_seed(seed)
         nll = flow_negative_log_likelihood(flow.model, input_ids, batch_size=batch_size, num_samples=num_samples,
                                            generator=generator)
-        return bits_per_unit(nll, input_ids[0].numel(), unit)[UNIT_KEYS[unit]]
+        return bits_of(nll, input_ids, unit, num_units)
 
     def save(self, flow: FlowModel, output_dir: str) -> None:
         flow.model.save_pretrained(output_dir)

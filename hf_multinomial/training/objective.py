@@ -3,7 +3,8 @@
 
 import torch
 
-from ..metrics import LN2
+from ..evaluation import bits_per_unit
+from ..metrics import LN2, UNIT_KEYS
 
 
 class SeededObjective:
@@ -22,13 +23,26 @@ class SeededObjective:
     def setup(self, accelerator) -> None:
         self.generator = torch.Generator(device=accelerator.device).manual_seed(self.seed + accelerator.process_index)
 
-    def logs(self, nats: torch.Tensor, **extra) -> dict:
-        """The logs of a step: the bound in nats (`loss`) and in bits (`bits_name`), and any `extra` values."""
+    def logs(self, nats: torch.Tensor, batch, **extra) -> dict:
+        """The logs of a step: the bound in nats per token (`loss`) and in bits per unit (`bits_name`), and any
+        `extra` values. With subword tokens the batch says how many characters its rows cover (`num_characters`),
+        and the bits are per character."""
         nats = nats.detach()
-        return {"loss": nats, self.bits_name: nats / LN2, **extra}
+        bits = nats / LN2
+        if "num_characters" in batch:
+            bits = bits * batch["input_ids"].numel() / batch["num_characters"].sum()
+        return {"loss": nats, self.bits_name: bits, **extra}
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
+
+
+def bits_of(negative_log_likelihoods: torch.Tensor, input_ids: torch.Tensor, unit: str, num_units=None) -> float:
+    """Per-example nats in bits per `unit`: one unit per token, or `num_units` over all examples (e.g. the characters
+    that subword tokens cover)."""
+    if num_units is None:
+        return bits_per_unit(negative_log_likelihoods, input_ids[0].numel(), unit)[UNIT_KEYS[unit]]
+    return bits_per_unit(negative_log_likelihoods.sum().reshape(1), int(num_units), unit)[UNIT_KEYS[unit]]

@@ -134,8 +134,10 @@ def _validation(task: Task, arguments: Arguments, model, data) -> Dict[str, Any]
     count = min(arguments.output.num_validation_sequences, len(data["validation"]))
     if count == 0:
         return {key: None}
-    input_ids = data["validation"][:count]["input_ids"]
-    return {key: task.family.validation_bits(model, input_ids, task.unit, arguments.training.seed),
+    rows = data["validation"][:count]
+    num_units = int(rows["num_characters"].sum()) if "num_characters" in rows else None
+    return {key: task.family.validation_bits(model, rows["input_ids"], task.unit, arguments.training.seed,
+                                             num_units=num_units),
             "num_validation_examples": count}
 
 
@@ -148,5 +150,16 @@ def print_results(results: Dict[str, Any]) -> None:
 
 
 def main(task: Task, argv=None) -> None:
-    """A training script's body: parse, train, print the results as the last line."""
-    print_results(train(task, parse_arguments(task, argv)))
+    """A training script's body: parse, train, print the results as the last line. A bad flag, or a run the
+    training layer refuses (a used output folder, a damaged checkpoint, changed hyperparameters on resume), ends in
+    one `error:` line on stderr and exit status 2."""
+    import sys
+
+    try:
+        arguments = parse_arguments(task, argv)
+        results = train(task, arguments)
+    except (ValueError, OSError) as error:
+        message = " ".join(str(error).split())
+        print(f"{task.script}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+    print_results(results)
