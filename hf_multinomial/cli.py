@@ -36,26 +36,22 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _existing_folder(text: str) -> str:
-    if not os.path.exists(text):
-        raise argparse.ArgumentTypeError(f"no such folder: {text!r}")
-    if not os.path.isdir(text):
-        raise argparse.ArgumentTypeError(f"{text!r} is a file, not a folder")
-    return text
+def _existing(kind: str, is_kind=None):
+    """An argparse type: a path that exists and, with `is_kind`, is a `kind` ("file" or "folder")."""
+
+    def check(text: str) -> str:
+        if not os.path.exists(text):
+            raise argparse.ArgumentTypeError(f"no such {kind}: {text!r}")
+        if is_kind is not None and not is_kind(text):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind}")
+        return text
+
+    return check
 
 
-def _existing_file(text: str) -> str:
-    if not os.path.exists(text):
-        raise argparse.ArgumentTypeError(f"no such file: {text!r}")
-    if not os.path.isfile(text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a file")
-    return text
-
-
-def _existing_path(text: str) -> str:
-    if not os.path.exists(text):
-        raise argparse.ArgumentTypeError(f"no such file or folder: {text!r}")
-    return text
+_existing_folder = _existing("folder", os.path.isdir)
+_existing_file = _existing("file", os.path.isfile)
+_existing_path = _existing("file or folder")
 
 
 # --------------------------------------------------------------------------- models

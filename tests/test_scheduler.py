@@ -221,6 +221,53 @@ def test_compute_loss_matches_reference_kl(K, T):
     np.testing.assert_allclose(got32.double().numpy(), expected, rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.parametrize("K,T", [(2, 10), (27, 50), (27, 1000), (256, 100)])
+def test_class_id_losses_match_reference_to_1e_10(K, T):
+    """compute_loss and jump_to_start_nll run on reductions over K only (no (B, K, L) posteriors); in float64 they keep
+    the brute-force values to 1e-10, with x_t == x_0 at some positions and t = 0, 1, T - 1 among the timesteps."""
+    rng = np.random.default_rng(K + T)
+    ref = Reference(K, T)
+    sched = MultinomialScheduler(num_classes=K, num_train_timesteps=T)
+    B, L = 6, 5
+    x0 = rng.integers(K, size=(B, L))
+    xt = rng.integers(K, size=(B, L))
+    xt[:, :2] = x0[:, :2]
+    t = np.array([0, 1, 2, T // 2, T - 2, T - 1])
+    logits = rng.normal(size=(B, K, L)) * 3
+    args = (torch.tensor(logits), torch.tensor(x0), torch.tensor(xt), torch.tensor(t))
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs /= probs.sum(axis=1, keepdims=True)
+    loss, jump = np.zeros(B), np.zeros(B)
+    for b in range(B):
+        for l in range(L):
+            model = ref.q_posterior(probs[b, :, l][None], [xt[b, l]], t[b], t[b] - 1)[0]
+            if t[b] == 0:
+                loss[b] -= np.log(model[x0[b, l]])
+            else:
+                true = ref.q_posterior(np.eye(K)[[x0[b, l]]], [xt[b, l]], t[b], t[b] - 1)[0]
+                loss[b] += np.sum(true * (np.log(true) - np.log(model)))
+            posterior = probs[b, :, l] * ref.product(0, t[b] + 1)[:, xt[b, l]]
+            jump[b] -= np.log(posterior[x0[b, l]] / posterior.sum())
+    np.testing.assert_allclose(sched.compute_loss(*args).numpy(), loss, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(sched.jump_to_start_nll(*args).numpy(), jump, rtol=1e-10, atol=1e-10)
+
+
+def test_add_noise_batched_timesteps_distribution():
+    """add_noise keeps x_0 with probability alpha_bar_t, else draws a uniform class: per-row timesteps, frequencies
+    against the reference. (Since the O(B L) draw replaced the (B, K, L) Gumbel draw, a seeded add_noise returns other
+    samples than before, from the same distribution.)"""
+    K, T, n = 6, 50, 30000
+    sched = MultinomialScheduler(num_classes=K, num_train_timesteps=T)
+    ref = Reference(K, T)
+    t = torch.tensor([0, 3, 25, 49])
+    x0 = torch.tensor([[0], [5], [2], [1]]).expand(4, n)
+    xt = sched.add_noise(x0, t, generator=torch.Generator().manual_seed(2))
+    for row in range(4):
+        counts = np.bincount(xt[row].numpy(), minlength=K)
+        expected = n * ref.q_pred(np.eye(K)[[int(x0[row, 0])]], int(t[row]))[0]
+        assert np.all(np.abs(counts - expected) <= 4.5 * np.sqrt(expected) + 3), (row, counts, expected)
+
+
 def test_prior_kl_matches_reference():
     K, T = 5, 30
     ref = Reference(K, T)

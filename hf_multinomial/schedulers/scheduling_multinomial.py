@@ -97,6 +97,156 @@ class _Checks:
                     fail()
 
 
+# ---------------------------------------------------------------------- K-wide reductions for the class-id fast paths
+#
+# With one-hot x_0 and x_t every loss term needs, over the K classes, only the logits at x_0 and x_t, the
+# normaliser lse = logsumexp(z) and one sum H = sum_k log(1 + r softmax(z)_k) (see `MultinomialScheduler.compute_loss`).
+# `_ClassSums` computes them in slices of about `_CHUNK_ELEMENTS` logits, so that the temporaries are slice-sized and
+# not (B, K, L), and its backward recomputes what it needs from the logits (which autograd keeps anyway): the only
+# (B, K, L) tensor it allocates is the gradient itself.
+
+_CHUNK_ELEMENTS = 1 << 22  # 16 MiB of float32 per temporary
+
+# exp(log r) must stay finite in float32. log r = log(K alpha_bar / (1 - alpha_bar)) reaches 80 only for K / (1 -
+# alpha_bar_0) > 5e34, which no schedule with a table that fits in memory comes near; the clamp is a backstop only.
+_MAX_LOG_RATIO = 80.0
+
+
+def _class_chunks(batch: int, num_classes: int, positions: int):
+    """Slices `(batch, positions)` of a `(B, K, N)` tensor holding at most about `_CHUNK_ELEMENTS` values each."""
+    per_example = num_classes * positions
+    if per_example <= _CHUNK_ELEMENTS:
+        step = max(1, _CHUNK_ELEMENTS // per_example)
+        for b in range(0, batch, step):
+            yield slice(b, min(batch, b + step)), slice(None)
+    else:
+        step = max(1, _CHUNK_ELEMENTS // num_classes)
+        for b in range(batch):
+            for n in range(0, positions, step):
+                yield slice(b, b + 1), slice(n, min(positions, n + step))
+
+
+class _ClassSums(torch.autograd.Function):
+    """
+    For logits `z` of shape `(B, K, N)`, ids `x0`, `xt` of shape `(B, N)` and `log_r` of shape `(B, 1)` (or None):
+    `lse = logsumexp_k z`, `z0 = z[x0]`, `zt = z[xt]` and `H = sum_k log1p(r softmax(z)_k)` (None without `log_r`),
+    each `(B, N)`.
+
+    Forward: per slice one max, one exp and one sum for lse; H reuses that exp (`r softmax(z) = exp(z - max) r / s`)
+    with one more log1p and sum. Backward (d softmax_k = p_k (delta - p), sigma_k = r p_k / (1 + r p_k)):
+    dz = p (g_lse - g_H sum_k sigma_k) + g_H sigma + g_z0 onehot(x0) + g_zt onehot(xt), written slice by slice into
+    the gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, x0, xt, log_r):
+        batch, num_classes, positions = logits.shape
+        lse = logits.new_empty(batch, positions)
+        sums = logits.new_empty(batch, positions) if log_r is not None else None
+        ratio = log_r.clamp(max=_MAX_LOG_RATIO).exp().unsqueeze(-1) if log_r is not None else None  # (B, 1, 1)
+        for rows, cols in _class_chunks(batch, num_classes, positions):
+            z = logits[rows, :, cols]
+            top = z.amax(dim=1, keepdim=True)
+            e = z - top
+            e.exp_()
+            total = e.sum(dim=1, keepdim=True)
+            lse[rows, cols] = (top + total.log()).squeeze(1)
+            if sums is not None:
+                e.mul_(ratio[rows] / total).log1p_()
+                sums[rows, cols] = e.sum(dim=1)
+            del e
+        z0 = logits.gather(1, x0.unsqueeze(1)).squeeze(1)
+        zt = logits.gather(1, xt.unsqueeze(1)).squeeze(1)
+        ctx.save_for_backward(logits, x0, xt, lse, ratio)
+        return lse, z0, zt, sums
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_lse, grad_z0, grad_zt, grad_sums):
+        logits, x0, xt, lse, ratio = ctx.saved_tensors
+        batch, num_classes, positions = logits.shape
+        grad = torch.empty_like(logits)
+        if grad_lse is None:
+            grad_lse = lse.new_zeros(())
+        grad_lse = grad_lse.expand(batch, positions)
+        use_sums = ratio is not None and grad_sums is not None
+        for rows, cols in _class_chunks(batch, num_classes, positions):
+            g = grad[rows, :, cols]
+            torch.sub(logits[rows, :, cols], lse[rows, cols].unsqueeze(1), out=g)
+            g.exp_()  # softmax
+            coef = grad_lse[rows, cols].unsqueeze(1)
+            if use_sums:
+                sigma = g * ratio[rows]
+                sigma.reciprocal_().add_(1).reciprocal_()  # r p / (1 + r p), exact 0 where p underflows
+                g_sums = grad_sums[rows, cols].unsqueeze(1)
+                coef = coef - g_sums * sigma.sum(dim=1, keepdim=True)
+                g.mul_(coef).add_(sigma.mul_(g_sums))
+                del sigma
+            else:
+                g.mul_(coef)
+        if grad_z0 is not None:
+            grad.scatter_add_(1, x0.unsqueeze(1), grad_z0.unsqueeze(1))
+        if grad_zt is not None:
+            grad.scatter_add_(1, xt.unsqueeze(1), grad_zt.unsqueeze(1))
+        return grad, None, None, None
+
+
+def _softplus(x: torch.Tensor) -> torch.Tensor:
+    """log(1 + exp(x)), exact to rounding in float32 and float64 (torch's default threshold of 20 would cut 2e-9 off
+    in float64); 0 with a zero gradient at -inf."""
+    return F.softplus(x, threshold=40.0 if x.dtype == torch.float64 else 20.0)
+
+
+# Per-timestep float64 scalars of the class-id loss terms, one row per t in [0, T) (see `_loss_table`).
+_LOSS_COLUMNS = ("jump_rho", "log_r", "log_av", "lkrav", "q0_ne", "qt_ne", "w_ne", "q0_eq", "w_eq")
+
+
+def _loss_table(num_classes: int, tables64: dict) -> np.ndarray:
+    """
+    The `(T, len(_LOSS_COLUMNS))` float64 table of per-timestep scalars of the class-id loss terms.
+
+    With c = alpha_bar_{t-1}, u = (1 - c) / K, a = alpha_t, v = (1 - a) / K (scheduler index t):
+    - `jump_rho`: log(alpha_bar_t K / (1 - alpha_bar_t)), the odds of q(x_t | x_0) at x_t = x_0 against elsewhere
+      (-inf where alpha_bar_t = 0);
+    - `log_r` = log(c / u) and `log_av` = log(a / v) (-inf where a = 0); at t = 0, which has no KL term, log_r = 0;
+    - `lkrav` = log(K + r + a / v), the log normaliser Z_ne of the true posterior when x_t != x_0, in units of u v;
+    - the true posterior's probabilities: at x_0 (`q0_*`), at x_t (`qt_ne`) and at any other class (`w_*`), for
+      x_t != x_0 (`_ne`) and x_t == x_0 (`_eq`, normaliser Z_eq = Z_ne + (a / v) r).
+    """
+    log_k = math.log(num_classes)
+    lcab, l1m = tables64["log_cumprod_alpha"], tables64["log_1_min_cumprod_alpha"]  # index 0 is t = -1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        jump_rho = lcab[1:] - l1m[1:] + log_k
+        log_r = lcab[:-1] - l1m[:-1] + log_k
+        log_r[0] = 0.0  # t = 0: c = 1, r = inf; unused (the decoder term replaces the KL there)
+        log_av = tables64["log_alpha"] - tables64["log_1_min_alpha"] + log_k
+        lkrav = np.logaddexp(np.logaddexp(log_k, log_r), log_av)
+        log_zeq = np.logaddexp(lkrav, log_av + log_r)
+        hs, lam = np.logaddexp(0.0, log_r), np.logaddexp(0.0, log_av)  # log(1 + r), log(1 + a / v)
+        columns = {
+            "jump_rho": jump_rho,
+            "log_r": log_r,
+            "log_av": log_av,
+            "lkrav": lkrav,
+            "q0_ne": np.exp(hs - lkrav),
+            "qt_ne": np.exp(lam - lkrav),
+            "w_ne": np.exp(-lkrav) * (num_classes > 2),  # no third class when K = 2
+            "q0_eq": np.exp(lam + hs - log_zeq),
+            "w_eq": np.exp(-log_zeq),
+        }
+    return np.stack([columns[name] for name in _LOSS_COLUMNS], axis=1)
+
+
+def _uniform_prior_kl(num_classes: int, log_alpha_bar: float, log_1_min_alpha_bar: float) -> float:
+    """KL(q(x_T | x_0) || uniform) for one position, in float64: q(x_T | x_0) takes the value a + (1 - a) / K at x_0
+    and (1 - a) / K at the K - 1 other classes (a = alpha_bar_T; 0 for the cosine schedule, where the KL vanishes)."""
+    log_k = math.log(num_classes)
+    with np.errstate(divide="ignore"):
+        log_q0 = np.logaddexp(log_alpha_bar, log_1_min_alpha_bar - log_k)
+        rest = (num_classes - 1) / num_classes * np.exp(log_1_min_alpha_bar) * log_1_min_alpha_bar
+    return float(np.exp(log_q0) * (log_q0 + log_k) + rest)
+
+
 class MultinomialScheduler(SchedulerMixin, ConfigMixin):
     """
     Multinomial diffusion for categorical data (Hoogeboom, Nielsen, Jaini, Forre and Welling, NeurIPS 2021).
@@ -148,6 +298,10 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
             "log_cumprod_alpha": log_cumprod_alpha_ext,
             "log_1_min_cumprod_alpha": log_1_min_a(log_cumprod_alpha_ext),
         }
+        self._loss_table64 = _loss_table(num_classes, self._tables64)
+        self._prior_kl_per_position = _uniform_prior_kl(
+            num_classes, log_cumprod_alpha_ext[-1], self._tables64["log_1_min_cumprod_alpha"][-1]
+        )
         self._table_cache = {}
         self._previous_cache = None
 
@@ -303,6 +457,15 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
             return values
         return values.view(-1, *([1] * (like.dim() - 1)))
 
+    def _loss_columns(self, t: torch.Tensor, dtype: torch.dtype, device) -> dict:
+        """The per-timestep scalars of `_loss_table` at validated timesteps `t` `(B,)`, each `(B, 1)` in `dtype` (one
+        gather for all columns)."""
+        key = ("_loss_table", device, dtype)
+        if key not in self._table_cache:
+            self._table_cache[key] = torch.tensor(self._loss_table64, dtype=dtype, device=device)
+        rows = self._table_cache[key][t.to(device).long()]
+        return {name: rows[:, i : i + 1] for i, name in enumerate(_LOSS_COLUMNS)}
+
     # ------------------------------------------------------------------ log-space primitives
 
     def index_to_log_onehot(self, x: torch.LongTensor) -> torch.FloatTensor:
@@ -443,8 +606,17 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
         else:
             log_prev_given_start = self._q_pred(log_x_start, prev_t)
             log_t_given_prev = self._log_transition(log_x_t, t, prev_t)
-        unnormed = log_prev_given_start + log_t_given_prev
-        return unnormed - torch.logsumexp(unnormed, dim=1, keepdim=True)
+        # Both factors are fresh tensors that autograd does not save (logaddexp keeps its inputs), so the product
+        # can be formed in place; the normalisation too when no gradient is being recorded (logsumexp keeps its input).
+        fresh, other = log_prev_given_start, log_t_given_prev
+        if fresh.shape == other.shape and fresh.dtype == torch.result_type(fresh, other):
+            unnormed = fresh.add_(other)
+        else:
+            unnormed = fresh + other
+        del fresh, other, log_prev_given_start, log_t_given_prev
+        if torch.is_grad_enabled() and unnormed.requires_grad:
+            return unnormed - torch.logsumexp(unnormed, dim=1, keepdim=True)
+        return unnormed.sub_(torch.logsumexp(unnormed, dim=1, keepdim=True))
 
     # ------------------------------------------------------------------ training
 
@@ -465,23 +637,31 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
         return self._sample_categorical(log_probs, generator)
 
     def _sample_categorical(self, log_probs: torch.FloatTensor, generator: Optional[torch.Generator] = None) -> torch.LongTensor:
-        gen_device = generator.device if generator is not None else log_probs.device
-        uniform = torch.rand(log_probs.shape, generator=generator, device=gen_device, dtype=log_probs.dtype)
-        uniform = uniform.to(log_probs.device).clamp(min=torch.finfo(log_probs.dtype).tiny)
-        gumbel = -torch.log(-torch.log(uniform))
-        return (gumbel + log_probs).argmax(dim=1)
+        return self._gumbel_like(log_probs, generator).add_(log_probs).argmax(dim=1)
 
     def add_noise(
         self, x_start: torch.LongTensor, timesteps: torch.LongTensor, generator: Optional[torch.Generator] = None
     ) -> torch.LongTensor:
         """Draw x_t ~ q(x_t | x_0) for each example; `x_start` holds indices `(B, ...)`, `timesteps` in `[0, T)` has
-        shape `(B,)` (or is one integer for all)."""
+        shape `(B,)` (or is one integer for all).
+
+        Each position keeps x_0 with probability alpha_bar_t and otherwise takes a uniform class: O(B L) work, whatever K
+        is. (Earlier versions drew a Gumbel-max over the K classes: the distribution is the same, the samples that a seeded
+        generator gives are not.)"""
         checks = _Checks()
         self._check_indices(checks, x_start, "x_start")
         timesteps = self._check_timesteps(checks, timesteps, "timesteps", device=x_start.device)
         self._check_batch(timesteps, x_start)
         checks.run()
-        return self._sample_categorical(self._q_pred(self._log_onehot(x_start), timesteps), generator)
+        # q(x_t | x_0) = alpha_bar_t onehot(x_0) + (1 - alpha_bar_t) / K: keep x_0 with probability alpha_bar_t, else
+        # draw a uniform class (which may be x_0 again). O(B L) work and memory, against a (B, K, L) Gumbel draw before;
+        # the distribution is the same, but a seeded draw differs from that of versions before this one.
+        alpha_bar = self._gather("log_cumprod_alpha", timesteps, x_start, offset=1, dtype=torch.float64).exp()
+        gen_device = generator.device if generator is not None else x_start.device
+        uniform = torch.rand(x_start.shape, generator=generator, device=gen_device, dtype=torch.float64)
+        noise = torch.randint(self.num_classes, x_start.shape, generator=generator, device=gen_device)
+        keep = uniform.to(x_start.device) < alpha_bar
+        return torch.where(keep, x_start.long(), noise.to(x_start.device))
 
     def _check_loss_inputs(self, model_output, x_start, x_t, timesteps) -> torch.LongTensor:
         """Validate the arguments of the loss terms (one host sync); returns the timesteps as a `(B,)` tensor on
@@ -526,15 +706,50 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
                 inf (the message names the timesteps).
         """
         timesteps = self._check_loss_inputs(model_output, x_start, x_t, timesteps)
-        log_x_start = self._log_onehot(x_start).to(model_output.dtype)
-        log_x_t = self._log_onehot(x_t).to(model_output.dtype)
-        log_model_prob = self._q_posterior(F.log_softmax(model_output, dim=1), log_x_t, timesteps)
-        log_true_prob = self._q_posterior(log_x_start, log_x_t, timesteps)
+        return self._class_id_loss(model_output, x_start, x_t, timesteps)
 
-        kl = (log_true_prob.exp() * (log_true_prob - log_model_prob)).sum(dim=1)
-        decoder_nll = -(log_x_start.exp() * log_model_prob).sum(dim=1)
-        is_first = (timesteps == 0).view(-1, *([1] * (kl.dim() - 1)))
-        return torch.where(is_first, decoder_nll, kl).flatten(1).sum(dim=1)
+    def _class_id_loss(self, model_output, x_start, x_t, timesteps, jump: bool = False) -> torch.FloatTensor:
+        """
+        `compute_loss` (or, with `jump`, `jump_to_start_nll`) from reductions over K only.
+
+        Write x0_hat = softmax(z), l_k = log x0_hat_k = z_k - lse, and for t > 0 (c = alpha_bar_{t-1}, u = (1 - c) / K,
+        a = alpha_t, v = (1 - a) / K, r = c / u, h(l) = log(1 + r e^l)):
+        - the model's reverse step is p(k) ~ (a [k = x_t] + v)(c x0_hat_k + u) = u v (1 + (a/v) [k = x_t]) e^{h(l_k)},
+          with normaliser u v Z_m, Z_m = K + r + (a / v) e^{h(l_{x_t})} = (K + r + a/v) + (a/v) r e^{l_{x_t}};
+        - the true posterior q is the same with x0_hat = onehot(x_0): it takes three values (at x_0, at x_t, and w
+          elsewhere; two when x_t == x_0), tabulated per timestep, and its normaliser Z_q is Z_m at l = log onehot(x_0);
+        - KL(q || p) = sum_k q_k (h(0) [k = x_0] - h(l_k)) - log Z_q + log Z_m (the factor (1 + (a/v)[k = x_t])
+          cancels), where sum_k q_k h(l_k) = q_{x_0} h(l_{x_0}) + q_{x_t} h(l_{x_t}) + w (H - h(l_{x_0}) - h(l_{x_t}))
+          needs the one K-wide sum H = sum_k h(l_k) (x_t's terms once when x_t == x_0).
+        The jump to the data (`jump`, and the decoder term at t = 0), with rho = log(alpha_bar_t K / (1 - alpha_bar_t)):
+        -log p(x_0 | x_t) = -l_{x_0} + log(1 + e^{rho + l_{x_t}}) - [x_t == x_0] log(1 + e^rho).
+        The pieces that cancel when the model is exact (h(0) - h(l_{x_0}), log Z_m - log Z_q, the two softplus of the
+        jump) are computed by the same float operations, so an exact model gets a loss of 0 to rounding of tiny terms.
+        K-wide work: one `_ClassSums` (float32 for float32 logits); everything else is `(B, positions)`.
+        """
+        dtype = torch.float64 if model_output.dtype == torch.float64 else torch.float32
+        batch = model_output.shape[0]
+        logits = model_output.to(dtype).reshape(batch, self.num_classes, -1)
+        x0, xt = x_start.reshape(batch, -1).long(), x_t.reshape(batch, -1).long()
+        cols = self._loss_columns(timesteps, dtype, logits.device)
+        need_kl = not jump and self.config.num_train_timesteps > 1
+        lse, z0, zt, sums = _ClassSums.apply(logits, x0, xt, cols["log_r"] if need_kl else None)
+        l0, lt = z0 - lse, zt - lse
+        same = x0 == xt
+        rho = cols["jump_rho"]
+        nll = _softplus(rho + lt) - l0 - torch.where(same, _softplus(rho), torch.zeros_like(rho))
+        if not need_kl:
+            return nll.sum(dim=1)
+
+        log_r, log_av, lkrav = cols["log_r"], cols["log_av"], cols["lkrav"]
+        h0, ht = _softplus(log_r + l0), _softplus(log_r + lt)
+        gap0 = _softplus(log_r) - h0  # h(0) - h(l_{x_0})
+        log_zm = torch.logaddexp(lkrav, log_av + log_r + lt)
+        kl_ne = cols["q0_ne"] * gap0 - cols["qt_ne"] * ht - cols["w_ne"] * (sums - h0 - ht) + (log_zm - lkrav)
+        log_zq_eq = torch.logaddexp(lkrav, log_av + log_r)
+        kl_eq = cols["q0_eq"] * gap0 - cols["w_eq"] * (sums - h0) + (log_zm - log_zq_eq)
+        kl = torch.where(same, kl_eq, kl_ne)
+        return torch.where((timesteps == 0).view(-1, 1), nll, kl).sum(dim=1)
 
     def jump_to_start_nll(
         self,
@@ -555,21 +770,53 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
         Args: as for `compute_loss`; it raises as `compute_loss` does.
         """
         timesteps = self._check_loss_inputs(model_output, x_start, x_t, timesteps)
-        log_x_t = self._log_onehot(x_t).to(model_output.dtype)
-        log_x0_given_xt = self._q_posterior(F.log_softmax(model_output, dim=1), log_x_t, timesteps, prev_t=-1)
-        nll = -log_x0_given_xt.gather(1, x_start.long().unsqueeze(1)).squeeze(1)
-        return nll.flatten(1).sum(dim=1)
+        return self._class_id_loss(model_output, x_start, x_t, timesteps, jump=True)
 
     def prior_kl(self, x_start: torch.LongTensor) -> torch.FloatTensor:
         """KL(q(x_T | x_0) || uniform) per example, in nats."""
         checks = _Checks()
         self._check_indices(checks, x_start, "x_start")
         checks.run()
-        log_qxT = self._q_pred(self._log_onehot(x_start), self.config.num_train_timesteps - 1)
-        kl = (log_qxT.exp() * (log_qxT + math.log(self.num_classes))).sum(dim=1)
-        return kl.flatten(1).sum(dim=1)
+        # The same at every position whatever x_0 is (closed form in __init__): no K-wide work.
+        value = math.prod(x_start.shape[1:]) * self._prior_kl_per_position
+        return torch.full((x_start.shape[0],), value, dtype=torch.float32, device=x_start.device)
 
     # ------------------------------------------------------------------ inference
+
+    def _sample_posterior_class_ids(self, log_x_start, sample, t: int, prev_t: int, generator) -> torch.LongTensor:
+        """
+        Draw x_prev_t ~ p(x_prev_t | x_t) for class ids `sample` and the log-probabilities `log_x_start` of x0_hat.
+
+        p(k) ~ q(x_t | x_prev = k) q(x_prev = k | x0_hat), with (a = alpha_bar_t / alpha_bar_prev, v = (1 - a) / K,
+        c = alpha_bar_prev, u = (1 - c) / K) q(x_t | k) = v (1 + (a / v) [k = x_t]) and c x0_hat_k + u =
+        u (1 + r x0_hat_k), r = c / u. The Gumbel-max draw argmax_k(log p(k) + G_k) ignores constants, so the score is
+        log(1 + r x0_hat_k) + log(1 + a / v) [k = x_t] (log x0_hat_k itself for prev_t = -1), with no normalisation
+        and no one-hot x_t: the same distribution as the general `q_posterior` path, in one K-wide temporary besides
+        the Gumbel noise. The per-timestep scalars are float64 on the host.
+        """
+        log_k = math.log(self.num_classes)
+        lcab = self._tables64["log_cumprod_alpha"]
+        log_a = lcab[t + 1] - lcab[prev_t + 1]
+        with np.errstate(divide="ignore"):
+            log_bonus = float(np.logaddexp(0.0, log_a - float(log_1_min_a(log_a)) + log_k))  # log(1 + a / v)
+        gumbel = self._gumbel_like(log_x_start, generator)
+        if prev_t == -1:
+            score = gumbel.add_(log_x_start)
+        else:
+            log_r = min(lcab[prev_t + 1] - float(self._tables64["log_1_min_cumprod_alpha"][prev_t + 1]) + log_k, _MAX_LOG_RATIO)
+            score = (log_x_start + log_r).exp_().log1p_().add_(gumbel)
+            del gumbel
+        index = sample.long().unsqueeze(1)
+        score.scatter_add_(1, index, torch.full(index.shape, log_bonus, dtype=score.dtype, device=score.device))
+        return score.argmax(dim=1)
+
+    @staticmethod
+    def _gumbel_like(log_probs: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+        """Standard Gumbel noise of the shape and dtype of `log_probs`, from the uniforms `_sample_categorical` draws."""
+        gen_device = generator.device if generator is not None else log_probs.device
+        uniform = torch.rand(log_probs.shape, generator=generator, device=gen_device, dtype=log_probs.dtype)
+        uniform = uniform.to(log_probs.device).clamp_(min=torch.finfo(log_probs.dtype).tiny)
+        return uniform.log_().neg_().log_().neg_()
 
     def set_timesteps(self, num_inference_steps: int, device: Union[str, torch.device] = None):
         """
@@ -631,6 +878,10 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
         """
         Draw the sample at the next timestep of `self.timesteps` from p(x_prev | x_t).
 
+        The draw is a Gumbel-max over the K classes of an unnormalised log posterior built from the class ids of
+        `sample` (no one-hot x_t, no normalisation): besides `pred_original_sample` it allocates the Gumbel noise and one
+        more `(B, K, ...)` tensor.
+
         Args:
             model_output (`torch.FloatTensor` of shape `(B, K, ...)`):
                 The denoiser's logits over x_0; they must be finite.
@@ -663,9 +914,7 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
         checks.run()
 
         log_x_start = F.log_softmax(model_output, dim=1)
-        log_x_t = self._log_onehot(sample).to(log_x_start.dtype)
-        log_prev = self._q_posterior(log_x_start, log_x_t, timestep, prev_t)
-        prev_sample = self._sample_categorical(log_prev, generator)
+        prev_sample = self._sample_posterior_class_ids(log_x_start, sample, timestep, prev_t, generator)
 
         if not return_dict:
             return (prev_sample, log_x_start)
