@@ -1,3 +1,4 @@
+import lzma
 import os
 
 import pytest
@@ -17,3 +18,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory):
+    """The first 60,000 characters of the bundled Wikipedia sample (1,687 training rows of 32 characters); a test
+    module may define its own."""
+    from hf_multinomial.data.text import bundled_text8_path
+
+    path = tmp_path_factory.mktemp("text") / "short.txt"
+    with lzma.open(bundled_text8_path(), "rt") as f:
+        path.write_text(f.read(60_000))
+    return path

@@ -6,7 +6,6 @@ Self-contained on purpose (the flags and helpers are those of `tests/test_traini
 `hf_multinomial.training`, so that the config checks run whatever state the training layer is in."""
 
 import json
-import lzma
 import os
 import socket
 import subprocess
@@ -21,7 +20,6 @@ from accelerate.utils import FullyShardedDataParallelPlugin, patch_environment
 from accelerate.utils.launch import prepare_multi_gpu_env
 from safetensors.torch import load_file
 
-from hf_multinomial.data.text import bundled_text8_path
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "train_text_diffusion.py"
@@ -65,15 +63,6 @@ def test_config_is_valid_for_accelerate_launch(name):
         with patch_environment(**{k: v for k, v in env.items() if k.startswith(("FSDP_", "ACCELERATE_"))}):
             plugin = FullyShardedDataParallelPlugin()
         assert plugin.fsdp_version == 2 and plugin.state_dict_type.name == "SHARDED_STATE_DICT"
-
-
-@pytest.fixture(scope="module")
-def text_file(tmp_path_factory):
-    """The first 60,000 characters of the bundled Wikipedia sample, as in tests/test_training.py."""
-    path = tmp_path_factory.mktemp("text") / "short.txt"
-    with lzma.open(bundled_text8_path(), "rt") as f:
-        path.write_text(f.read(60_000))
-    return path
 
 
 def free_port():

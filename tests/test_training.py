@@ -1,7 +1,6 @@
 """The training loop and the text diffusion training script: learning, atomic checkpoints, exact resumption."""
 
 import json
-import lzma
 import math
 import os
 import socket
@@ -13,7 +12,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from hf_multinomial.data.text import bundled_text8_path
 from hf_multinomial.training import TrainingConfig, list_checkpoints, make_accelerator, resolve_checkpoint, save_checkpoint
 from hf_multinomial.training import run as training_run
 from hf_multinomial.training.text_diffusion import TASK
@@ -22,17 +20,6 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "train_text_diffusion.py"
 CHECKPOINT_FILES = {"model.safetensors", "optimizer.bin", "scheduler.bin", "random_states_0.pkl",
                     "objective_state_0.pt", "trainer_state.json"}
-
-
-
-
-@pytest.fixture(scope="module")
-def text_file(tmp_path_factory):
-    """The first 60,000 characters of the bundled Wikipedia sample: 1,687 training rows of 32 characters."""
-    path = tmp_path_factory.mktemp("text") / "short.txt"
-    with lzma.open(bundled_text8_path(), "rt") as f:
-        path.write_text(f.read(60_000))
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -94,24 +94,18 @@ def _loss_inputs(K, B, L, T=1000, seed=0):
 def row_loss(args):
     scheduler, logits, x0, x_t, t = _loss_inputs(args.classes, args.batch, args.seq_len)
 
-    def forward():
-        return scheduler.compute_loss(logits, x0, x_t, t).sum() + scheduler.prior_kl(x0).sum()
-
-    def both():
-        logits.grad = None
-        forward().backward()
-
-    _, peak, method = measure(both)
-    with torch.no_grad():
-        fwd = timed(forward, args.repeats)
-    return {"seconds": timed(both, args.repeats), "forward_seconds": fwd, "peak_mib": peak, "memory": method}
+    return _loss_row(lambda: scheduler.compute_loss(logits, x0, x_t, t).sum() + scheduler.prior_kl(x0).sum(),
+                     logits, args.repeats)
 
 
 def row_cross_entropy(args):
     _, logits, x0, _, _ = _loss_inputs(args.classes, args.batch, args.seq_len)
 
-    def forward():
-        return torch.nn.functional.cross_entropy(logits, x0, reduction="sum")
+    return _loss_row(lambda: torch.nn.functional.cross_entropy(logits, x0, reduction="sum"), logits, args.repeats)
+
+
+def _loss_row(forward, logits, repeats):
+    """Time and peak memory of `forward()` with its backward into `logits`, and of the forward alone."""
 
     def both():
         logits.grad = None
@@ -119,8 +113,8 @@ def row_cross_entropy(args):
 
     _, peak, method = measure(both)
     with torch.no_grad():
-        fwd = timed(forward, args.repeats)
-    return {"seconds": timed(both, args.repeats), "forward_seconds": fwd, "peak_mib": peak, "memory": method}
+        fwd = timed(forward, repeats)
+    return {"seconds": timed(both, repeats), "forward_seconds": fwd, "peak_mib": peak, "memory": method}
 
 
 def row_step(args):
