@@ -1,8 +1,8 @@
 # Copyright 2026 The hf-multinomial Authors. Apache-2.0.
 """The `hf-multinomial` command: `demo` (train, save, reload, sample, evaluate), `bpc` and `bpp` (bits per character or
 pixel of a saved diffusion pipeline or flow model, added to the `model-index` of its model card unless
-`--no-update-card`), `export` (a pipeline folder for trust_remote_code), `train-tokenizer` (a byte-level BPE tokenizer
-made offline). The last line printed is the result as JSON."""
+`--no-update-card`), `export` (a pipeline folder for trust_remote_code), `sample` (text or maps from a saved pipeline),
+`train-tokenizer` (a byte-level BPE tokenizer made offline). The last line printed is the result as JSON."""
 
 import argparse
 import json
@@ -255,6 +255,104 @@ def export_command(args) -> dict:
     return result
 
 
+def _infill_known_ids(template: str, mask_char: str, vocabulary, num_samples: int, seq_len: int):
+    """`(known_ids, known_mask)` for `--infill`: every character of `template` but `mask_char` is kept, the rest
+    (and everything after the template) is generated. Character vocabularies only: a subword tokenizer has no
+    position per character."""
+    import torch
+
+    from .data import CharVocabulary
+
+    if not isinstance(vocabulary, CharVocabulary):
+        raise ValueError(f"--infill needs a character vocabulary; this model's is a {type(vocabulary).__name__} "
+                         "(use --prefix)")
+    if len(mask_char) != 1:
+        raise ValueError(f"--mask-char must be one character, got {mask_char!r}")
+    if len(template) > seq_len:
+        raise ValueError(f"--infill has {len(template)} characters, more than the model's seq_len={seq_len}")
+    known = [i for i, c in enumerate(template) if c != mask_char]
+    ids = torch.zeros(seq_len, dtype=torch.long)
+    mask = torch.zeros(seq_len, dtype=torch.bool)
+    if known:
+        ids[known] = torch.tensor(vocabulary.encode("".join(template[i] for i in known)), dtype=torch.long)
+        mask[known] = True
+    return ids.expand(num_samples, -1).clone(), mask.expand(num_samples, -1).clone()
+
+
+def _text_rows_image(rows, path: str) -> None:
+    """Save text rows (one per chain state) as a PNG with PIL's default font."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    width = max(int(font.getlength(row)) for row in rows) + 8
+    line = 14
+    image = Image.new("RGB", (width, line * len(rows) + 8), "white")
+    draw = ImageDraw.Draw(image)
+    for i, row in enumerate(rows):
+        draw.text((4, 4 + i * line), row, fill="black", font=font)
+    image.save(path)
+
+
+def sample_command(args) -> dict:
+    """Draw samples from a saved diffusion pipeline: text (optionally continuing --prefix or filling --infill) or
+    segmentation maps, written to --output (text lines, or a PNG grid of maps), and the generation chain of the
+    first samples to --chain (a PNG)."""
+    import torch
+
+    from .pipelines import make_grid
+
+    model = _load_model(args.model)
+    if not _is_pipeline(model):
+        raise ValueError(f"--model {args.model!r} holds a {type(model).__name__}; sample needs a saved "
+                         "DiscreteDiffusionPipeline")
+    kind, shape, what = _model_data(model)
+    if kind != "text" and (args.prefix is not None or args.infill is not None):
+        raise ValueError(f"--prefix and --infill need a text model; --model {args.model!r} holds {what}")
+    if args.prefix is not None and args.infill is not None:
+        raise ValueError("Pass either --prefix or --infill, not both")
+    if args.output is not None and kind == "maps" and not args.output.lower().endswith(".png"):
+        raise ValueError(f"--output {args.output!r}: maps are written as a PNG grid; give a .png file")
+    if args.chain is not None and not args.chain.lower().endswith(".png"):
+        raise ValueError(f"--chain {args.chain!r}: the chain is written as a PNG; give a .png file")
+    known = {}
+    if args.infill is not None:
+        known_ids, known_mask = _infill_known_ids(args.infill, args.mask_char, model.vocabulary, args.num_samples,
+                                                  shape[0])
+        known = {"known_ids": known_ids, "known_mask": known_mask}
+    output_type = "np" if kind == "maps" else ("text" if model.vocabulary is not None else "pt")
+    out = model(batch_size=args.num_samples, num_inference_steps=args.num_inference_steps, prefix=args.prefix,
+                output_type=output_type, return_chain=args.chain is not None,
+                generator=torch.Generator().manual_seed(args.seed), **known)
+    samples = out.samples
+    result = {"num_samples": args.num_samples,
+              "num_inference_steps": args.num_inference_steps or model.scheduler.config.num_train_timesteps}
+    if kind == "maps":
+        if args.output is not None:
+            make_grid(samples, palette=model.config.palette, scale=2).save(args.output)
+    else:
+        samples = [s if isinstance(s, str) else " ".join(map(str, s)) for s in
+                   (samples if output_type == "text" else samples.tolist())]
+        if args.output is not None:
+            with open(args.output, "w") as f:
+                f.write("\n".join(samples) + "\n")
+        else:
+            for text in samples:
+                print(text)
+        result["samples"] = samples
+    if args.chain is not None:
+        if kind == "maps":
+            make_grid([state[: min(4, args.num_samples)] for state in out.chain], palette=model.config.palette,
+                      scale=2).save(args.chain)
+        else:
+            rows = [state[0] if isinstance(state[0], str) else " ".join(map(str, state[0].tolist()))
+                    for state in out.chain]
+            _text_rows_image(rows, args.chain)
+        result["chain"] = os.path.abspath(args.chain)
+    if args.output is not None:
+        result["output"] = os.path.abspath(args.output)
+    return result
+
+
 def train_tokenizer_command(args) -> dict:
     """Train a byte-level BPE tokenizer on text files and save it as a transformers tokenizer folder."""
     from .data.tokenizers import train_bpe_tokenizer
@@ -324,6 +422,19 @@ def main(argv=None):
     export.add_argument("--hub-token", default=None, help="with --push-to-hub: a token with write access")
     export.add_argument("--private", action="store_true", help="with --push-to-hub: create the repository as private")
 
+    sample = commands.add_parser("sample", help="draw text or segmentation maps from a saved diffusion pipeline")
+    sample.add_argument("--model", required=True, type=_existing_folder, help="folder of a saved DiscreteDiffusionPipeline")
+    sample.add_argument("--num-samples", type=_positive_int, default=4)
+    sample.add_argument("--num-inference-steps", type=_positive_int, default=None,
+                        help="denoiser calls, at most T, with exact step skipping (default: T)")
+    sample.add_argument("--prefix", default=None, help="text every sample starts with")
+    sample.add_argument("--infill", default=None,
+                        help="a template: its characters are kept, --mask-char positions (and the rest) generated")
+    sample.add_argument("--mask-char", default="_", help="the unknown-character mark of --infill")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--output", default=None, help="text lines, or for maps a PNG grid (default: print text)")
+    sample.add_argument("--chain", default=None, help="the generation chain of the first samples as a PNG")
+
     tokenizer = commands.add_parser("train-tokenizer", help="train a byte-level BPE tokenizer offline and save it "
                                                              "as a transformers tokenizer folder")
     tokenizer.add_argument("--files", nargs="+", required=True, type=_existing_file,
@@ -340,7 +451,7 @@ def main(argv=None):
     start = time.time()
     try:
         commands = {"demo": demo_command, "bpc": bpc_command, "bpp": bpp_command, "export": export_command,
-                    "train-tokenizer": train_tokenizer_command}
+                    "sample": sample_command, "train-tokenizer": train_tokenizer_command}
         result = commands[args.command](args)
     except Exception as error:  # every failure is one line and status 2, never a traceback
         print(f"hf-multinomial {args.command}: error: {_one_line(error)}", file=sys.stderr)
