@@ -136,6 +136,7 @@ def _evaluate(model, input_ids, args, unit, num_units=None):
     import torch
 
     from .evaluation import bits_per_unit, diffusion_negative_elbo, flow_negative_log_likelihood
+    from .metrics import UNIT_KEYS
     from .training.model_card import diffusion_bound, flow_bound
 
     generator = torch.Generator().manual_seed(args.seed)
@@ -153,11 +154,8 @@ def _evaluate(model, input_ids, args, unit, num_units=None):
                                            num_samples=num_samples, generator=generator, progress=True)
         bound = "ELBO (one draw of q)" if num_samples == 1 else f"IWBO with k={num_samples}"
         card_bound = flow_bound(num_samples)
-    if num_units is None:
-        result = bits_per_unit(nll, input_ids[0].numel(), unit)
-    else:  # the units of the whole text (e.g. its characters under a subword tokenizer): normalise the total
-        result = bits_per_unit(nll.sum().reshape(1), num_units, unit)
-    bits = "bpc" if unit == "character" else "bpp"
+    result = bits_per_unit(nll, input_ids[0].numel(), unit, total_units=num_units)
+    bits = UNIT_KEYS[unit]
     return {
         bits: result[bits],
         f"nats_per_{unit}": result["nats_per_unit"],
@@ -177,7 +175,7 @@ def _record_in_card(args, result: dict, card_bound: str, dataset_type: str, data
         return result
     from .training.model_card import bits_eval_result, update_model_card_results
 
-    metric = "bpc" if "bpc" in result else "bpp"
+    metric = "bpc" if "bpc" in result else "bpp"  # the key _evaluate wrote
     entry = bits_eval_result(result[metric], metric, card_bound, dataset_type=dataset_type, dataset_name=dataset_name,
                              dataset_split=split, num_examples=result["num_examples"])
     try:

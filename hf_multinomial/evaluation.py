@@ -11,16 +11,11 @@ from typing import Callable, Optional
 import torch
 from tqdm.auto import tqdm
 
+from .checks import check_count
 from .metrics import load_bits_per_dim
 
 
 ModelFn = Callable[[torch.LongTensor, torch.LongTensor], torch.FloatTensor]
-
-
-def _check_count(name: str, value) -> None:
-    """A count argument must be a positive integer: 0, negative, fractional numbers and bools are refused."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _check_examples(name: str, examples) -> None:
@@ -61,7 +56,7 @@ def negative_elbo(
         ValueError: For a `timesteps_per_batch` that is not a positive integer, ids out of range, or non-finite
             logits from `model_fn` (the message names the timesteps).
     """
-    _check_count("timesteps_per_batch", timesteps_per_batch)
+    check_count("timesteps_per_batch", timesteps_per_batch)
     _check_examples("x_start", x_start)
     T = scheduler.config.num_train_timesteps
     batch = x_start.shape[0]
@@ -124,9 +119,9 @@ def diffusion_negative_elbo(
         ValueError: If `batch_size`, `timesteps_per_batch` or `repetitions` is not a positive integer, or
             `input_ids` holds no example.
     """
-    _check_count("batch_size", batch_size)
-    _check_count("timesteps_per_batch", timesteps_per_batch)
-    _check_count("repetitions", repetitions)
+    check_count("batch_size", batch_size)
+    check_count("timesteps_per_batch", timesteps_per_batch)
+    check_count("repetitions", repetitions)
     _check_examples("input_ids", input_ids)
     was_training = denoiser.training
     denoiser.eval()
@@ -150,9 +145,14 @@ def diffusion_negative_elbo(
     return torch.cat(results)
 
 
-def bits_per_unit(negative_log_likelihoods: torch.Tensor, units_per_example: int, unit: str = "character") -> dict:
-    """Aggregate per-example nats with the bits-per-unit metric; returns its dict (`bpc`, `bpp` or `bpd` key)."""
-    _check_count("units_per_example", units_per_example)
+def bits_per_unit(negative_log_likelihoods: torch.Tensor, units_per_example: int, unit: str = "character",
+                  total_units: Optional[int] = None) -> dict:
+    """Aggregate per-example nats with the bits-per-unit metric; returns its dict (`bpc`, `bpp` or `bpd` key).
+    `total_units`, when given, is the number of units of all examples together, for examples whose tokens do not
+    cover one unit each (the characters of subword tokens): the total nats are then normalised by it."""
+    check_count("units_per_example", units_per_example)
+    if total_units is not None:
+        check_count("total_units", total_units)
     metric = load_bits_per_dim(unit)
     nll = [float(v) for v in negative_log_likelihoods]
     bad = [(i, v) for i, v in enumerate(nll) if not math.isfinite(v)]
@@ -160,6 +160,8 @@ def bits_per_unit(negative_log_likelihoods: torch.Tensor, units_per_example: int
         raise ValueError(
             f"a negative log-likelihood is not finite: {bad[0][1]} at example {bad[0][0]} ({len(bad)} of {len(nll)})"
         )
+    if total_units is not None:
+        return metric.compute(negative_log_likelihoods=[math.fsum(nll)], num_units=[total_units])
     return metric.compute(negative_log_likelihoods=nll, num_units=[units_per_example] * len(nll))
 
 
@@ -177,8 +179,8 @@ def flow_negative_log_likelihood(
     float64, shape `(N,)`, of any model with `log_likelihood(input_ids, num_samples, generator)` (the argmax flows,
     dequantization baselines and VAEs). Evaluated in eval mode, `batch_size` examples at a time.
     """
-    _check_count("batch_size", batch_size)
-    _check_count("num_samples", num_samples)
+    check_count("batch_size", batch_size)
+    check_count("num_samples", num_samples)
     _check_examples("input_ids", input_ids)
     was_training = model.training
     model.eval()

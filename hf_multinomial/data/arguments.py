@@ -17,6 +17,8 @@ from typing import Optional
 import numpy as np
 import torch
 
+from ..checks import check_count
+
 from .cityscapes import load_cityscapes
 from .synthetic_maps import synthetic_segmentation_dataset
 from .text import (bundled_text8_path, decode_text, load_enwik8, load_text8, load_text_file, read_text_bytes,
@@ -25,13 +27,6 @@ from .vocabulary import CharVocabulary
 
 TEXT_DATASETS = ("text8", "enwik8")
 VOCABULARIES = ("text8", "bytes")
-
-
-def _positive(name: str, value, allow_none: bool = True) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 DATA_FILE_TYPES = {".txt": "text", ".text": "text", ".json": "json", ".jsonl": "json", ".csv": "csv",
@@ -99,7 +94,7 @@ class TextDataArguments:
                              f"{self.validation_split_percentage!r}")
         if self.dataset:
             self.vocabulary = {"text8": "text8", "enwik8": "bytes"}[self.dataset]
-        _positive("seq_len", self.seq_len, allow_none=False)
+        check_count("seq_len", self.seq_len)
 
     def make_vocabulary(self):
         """The tokenizer of `tokenizer_name`, else the character vocabulary."""
@@ -221,7 +216,7 @@ class MapDataArguments:
 
     def __post_init__(self):
         for name in ("num_synthetic_maps", "height", "width"):
-            _positive(name, getattr(self, name), allow_none=False)
+            check_count(name, getattr(self, name))
 
     def dataset_id(self) -> tuple[str, str]:
         if self.data_root:
@@ -264,8 +259,8 @@ def text_file_sequences(path: str, vocabulary, seq_len: int,
     """
     from .tokenizers import characters_per_token
 
-    _positive("seq_len", seq_len, allow_none=False)
-    _positive("max_sequences", max_sequences)
+    check_count("seq_len", seq_len)
+    check_count("max_sequences", max_sequences, optional=True)
     path = os.fspath(path)
     data = read_text_bytes(path)
     if isinstance(vocabulary, CharVocabulary):

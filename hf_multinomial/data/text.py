@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 from datasets import Dataset, DatasetDict, Features, List, Value
 
+from ..checks import check_count
 from .cache import default_cache_dir, file_sha256, save_splits_atomically
 from .vocabulary import CharVocabulary
 
@@ -146,8 +147,7 @@ _COMPRESSED = ((".xz", lzma.open, "xz"), (".bz2", bz2.open, "bzip2"), (".gz", gz
 
 def check_seq_len(seq_len) -> int:
     """`seq_len` if it is a positive integer; else a ValueError naming the value."""
-    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
-        raise ValueError(f"seq_len must be a positive integer, got {seq_len!r}.")
+    check_count("seq_len", seq_len)
     return seq_len
 
 

@@ -15,6 +15,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..checks import check_count
+from .text import check_seq_len
+
 NUM_CHARACTERS = "num_characters"
 
 
@@ -40,8 +43,7 @@ def train_bpe_tokenizer(files: Sequence[str], vocab_size: int, output_dir: str |
 
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 256:
         raise ValueError(f"vocab_size must be an integer >= 256 (the byte alphabet), got {vocab_size!r}")
-    if isinstance(min_frequency, bool) or not isinstance(min_frequency, int) or min_frequency < 1:
-        raise ValueError(f"min_frequency must be a positive integer, got {min_frequency!r}")
+    check_count("min_frequency", min_frequency)
     files = list(files)
     if not files:
         raise ValueError("train_bpe_tokenizer needs at least one file")
@@ -90,8 +92,7 @@ def tokenize_into_blocks(dataset, tokenizer, seq_len: int, text_column: str = "t
     """
     from datasets import Features, List, Value
 
-    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
-        raise ValueError(f"seq_len must be a positive integer, got {seq_len!r}")
+    check_seq_len(seq_len)
     if text_column not in dataset.column_names:
         raise ValueError(f"The dataset has no column {text_column!r}; its columns are {dataset.column_names}. "
                          "Name the text with --text_column")

@@ -18,6 +18,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from transformers import HfArgumentParser
 
+from ..checks import check_count
+
 from .trainer import TrainingConfig
 
 SECRET_FLAGS = ("--hub_token",)
@@ -47,12 +49,8 @@ class OutputArguments:
 
     def __post_init__(self):
         for name in ("num_validation_sequences", "num_card_samples"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-        if isinstance(self.card_inference_steps, bool) or not isinstance(self.card_inference_steps, int) \
-                or self.card_inference_steps < 1:
-            raise ValueError(f"card_inference_steps must be a positive integer, got {self.card_inference_steps!r}")
+            check_count(name, getattr(self, name), minimum=0)
+        check_count("card_inference_steps", self.card_inference_steps)
         if self.push_checkpoints and not self.push_to_hub:
             raise ValueError("--push_checkpoints needs --push_to_hub")
 

@@ -11,9 +11,11 @@ import torch
 
 from ..data import CITYSCAPES_CATEGORY_COLORS, load_bundled_text8, synthetic_segmentation_dataset
 from ..evaluation import bits_per_unit, diffusion_negative_elbo
+from ..metrics import UNIT_KEYS
 from ..pipelines import DiscreteDiffusionPipeline, make_grid
 from . import segmentation_diffusion, text_diffusion
 from .run import parse_arguments, train
+from .trainer import SAVED_MODEL_FILES
 
 DEMO_PRESET = "demo"  # the `small` model trained for the preset's time budget alone
 DEMO_VALIDATION_SEQUENCES = 64
@@ -29,8 +31,7 @@ def _demo_arguments(task, output_dir: str, time_budget_s: Optional[float], seed:
     if _holds_earlier_demo(output_dir):
         print(f"Replacing the earlier demo output in {output_dir}.")
         argv.append("--overwrite_output_dir")
-    elif any(os.path.exists(os.path.join(output_dir, name)) for name in ("train_results.json", "model_index.json",
-                                                                         "config.json")):
+    elif any(os.path.exists(os.path.join(output_dir, name)) for name in SAVED_MODEL_FILES):
         raise FileExistsError(f"{output_dir!r} holds a model that is not an earlier demo's; the demo does not "
                               "replace it: choose another --output-dir")
     return parse_arguments(task, argv)
@@ -47,22 +48,22 @@ def _holds_earlier_demo(output_dir: str) -> bool:
         return False
 
 
-def _evaluate_full_elbo(pipe, input_ids, unit: str, seed: int, results: dict, start: float, what: str,
+def _evaluate_full_elbo(pipe, input_ids, unit: str, split: str, seed: int, results: dict, start: float, what: str,
                         baseline: str, **extra) -> dict:
-    """Print the full-T negative ELBO of `input_ids` in bits per `unit` (`what`: the data, `baseline`: what to
-    compare with) and return the demo's figures."""
+    """Print the full-T negative ELBO of `input_ids` (held-out rows of `split`) in bits per `unit` (`what`: the
+    data, `baseline`: what to compare with) and return the demo's figures."""
     generator = torch.Generator().manual_seed(seed)
     nll = diffusion_negative_elbo(pipe.denoiser, pipe.scheduler, input_ids, generator=generator)
     metric = bits_per_unit(nll, input_ids[0].numel(), unit)
-    key = "bpc" if unit == "character" else "bpp"
+    key = UNIT_KEYS[unit]
     T = pipe.scheduler.config.num_train_timesteps
     print(f"\n{what}: {metric[key]:.3f} bits per {unit} (full ELBO, T={T}); {baseline}")
     return {
         "output_dir": results["output_dir"],
         "train_steps": results["global_step"],
         "train_time_s": results["train_time_s"],
-        f"{'validation' if unit == 'character' else 'test'}_{key}": metric[key],
-        f"{'validation' if unit == 'character' else 'test'}_{unit}s": metric["num_units"],
+        f"{split}_{key}": metric[key],
+        f"{split}_{unit}s": metric["num_units"],
         "num_timesteps": T,
         **extra,
         "total_time_s": round(time.time() - start, 1),
@@ -87,7 +88,7 @@ def run_demo(output_dir: str = "hf-multinomial-demo", time_budget_s: Optional[fl
     validation = load_bundled_text8(seq_len=pipe.denoiser.config.max_seq_len)["validation"].with_format("torch")
     input_ids = validation[:DEMO_VALIDATION_SEQUENCES]["input_ids"]
     return _evaluate_full_elbo(
-        pipe, input_ids, "character", seed, results, start,
+        pipe, input_ids, "character", "validation", seed, results, start,
         what=f"Validation, {input_ids.shape[0]} sequences of {input_ids.shape[1]} held-out characters",
         baseline="a unigram model gives about 4.1.", samples=samples)
 
@@ -115,6 +116,6 @@ def run_segmentation_demo(
     test = synthetic_segmentation_dataset(height=height, width=width, seed=seed)["test"].with_format("torch")
     input_ids = test[:SEGMENTATION_DEMO_TEST_MAPS]["input_ids"]
     return _evaluate_full_elbo(
-        pipe, input_ids, "pixel", seed, results, start, what=f"Held-out synthetic maps, {input_ids.shape[0]} maps",
+        pipe, input_ids, "pixel", "test", seed, results, start, what=f"Held-out synthetic maps, {input_ids.shape[0]} maps",
         baseline=f"uniform over 8 classes is 3 bits. Samples: {output_dir}/samples.png, chain: {output_dir}/chain.png",
         samples_png=f"{output_dir}/samples.png")

@@ -5,9 +5,10 @@ from typing import Optional
 
 import torch
 
-from ..evaluation import diffusion_negative_elbo
+from ..evaluation import bits_per_unit, diffusion_negative_elbo
+from ..metrics import UNIT_KEYS
 from ..schedulers import ImportanceTimestepSampler, MultinomialScheduler
-from .objective import SeededObjective, bits_of
+from .objective import SeededObjective
 
 
 class DiffusionObjective(SeededObjective):
@@ -91,7 +92,7 @@ class DiffusionFamily:
         all, e.g. the characters that subword tokens cover; default one per token)."""
         nll = diffusion_negative_elbo(pipeline.denoiser, pipeline.scheduler, input_ids, estimate=True,
                                       generator=torch.Generator().manual_seed(seed))
-        return bits_of(nll, input_ids, unit, num_units)
+        return bits_per_unit(nll, input_ids[0].numel(), unit, total_units=num_units)[UNIT_KEYS[unit]]
 
     def save(self, pipeline, output_dir: str) -> None:
         pipeline.save_pretrained(output_dir)

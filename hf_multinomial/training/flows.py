@@ -11,8 +11,9 @@ from typing import Any, Optional
 
 import torch
 
-from ..evaluation import flow_negative_log_likelihood
-from .objective import SeededObjective, bits_of
+from ..evaluation import bits_per_unit, flow_negative_log_likelihood
+from ..metrics import UNIT_KEYS
+from .objective import SeededObjective
 
 
 class FlowObjective(SeededObjective):
@@ -58,7 +59,7 @@ class FlowFamily:
         generator = torch.Generator(device=flow.model.device).manual_seed(seed)
         nll = flow_negative_log_likelihood(flow.model, input_ids, batch_size=batch_size, num_samples=num_samples,
                                            generator=generator)
-        return bits_of(nll, input_ids, unit, num_units)
+        return bits_per_unit(nll, input_ids[0].numel(), unit, total_units=num_units)[UNIT_KEYS[unit]]
 
     def save(self, flow: FlowModel, output_dir: str) -> None:
         flow.model.save_pretrained(output_dir)

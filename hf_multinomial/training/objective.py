@@ -3,8 +3,7 @@
 
 import torch
 
-from ..evaluation import bits_per_unit
-from ..metrics import LN2, UNIT_KEYS
+from ..metrics import LN2
 
 
 class SeededObjective:
@@ -39,10 +38,3 @@ class SeededObjective:
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
 
-
-def bits_of(negative_log_likelihoods: torch.Tensor, input_ids: torch.Tensor, unit: str, num_units=None) -> float:
-    """Per-example nats in bits per `unit`: one unit per token, or `num_units` over all examples (e.g. the characters
-    that subword tokens cover)."""
-    if num_units is None:
-        return bits_per_unit(negative_log_likelihoods, input_ids[0].numel(), unit)[UNIT_KEYS[unit]]
-    return bits_per_unit(negative_log_likelihoods.sum().reshape(1), int(num_units), unit)[UNIT_KEYS[unit]]

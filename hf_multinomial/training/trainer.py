@@ -44,6 +44,8 @@ from accelerate.utils import ProjectConfiguration
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
+from ..checks import check_count
+
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -105,11 +107,11 @@ class TrainingConfig:
 
     def __post_init__(self):
         for name in ("train_batch_size", "gradient_accumulation_steps", "logging_steps"):
-            _check_count(name, getattr(self, name))
+            check_count(name, getattr(self, name))
         for name in ("max_train_steps", "num_train_epochs", "checkpointing_steps", "checkpoints_total_limit"):
-            _check_count(name, getattr(self, name), optional=True)
+            check_count(name, getattr(self, name), optional=True)
         for name in ("lr_warmup_steps", "dataloader_num_workers"):
-            _check_count(name, getattr(self, name), optional=True, minimum=0)
+            check_count(name, getattr(self, name), optional=True, minimum=0)
         _check_number("learning_rate", self.learning_rate, low=0.0, low_open=True)
         _check_number("lr_decay_per_epoch", self.lr_decay_per_epoch, low=0.0, low_open=True)
         _check_number("adam_weight_decay", self.adam_weight_decay, low=0.0)
@@ -128,14 +130,6 @@ class TrainingConfig:
             raise ValueError(f"mixed_precision must be no, bf16 or fp16, got {self.mixed_precision!r}")
         if self.max_train_steps is None and self.num_train_epochs is None and self.max_train_time_s is None:
             raise ValueError("The run has no end: give max_train_steps, num_train_epochs or max_train_time_s")
-
-
-def _check_count(name: str, value, optional: bool = False, minimum: int = 1) -> None:
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ValueError(f"{name} must be {kind}, got {value!r}")
 
 
 def _check_number(name: str, value, low: float, high: float = math.inf, low_open: bool = False) -> None:
