@@ -86,6 +86,9 @@ def test_maps_are_a_png_grid_with_their_chain(map_model, tmp_path, capsys):
     (["--chain", "chain.gif"], r"--chain 'chain.gif': the chain is written as a PNG"),
     (["--num-inference-steps", "7"], r"num_inference_steps must be an integer in \[1, 6\], got 7"),
     (["--num-samples", "0"], r"--num-samples: must be a positive integer, got '0'"),
+    (["--num-samples", "-2"], r"--num-samples: must be a positive integer, got '-2'"),
+    (["--num-inference-steps", "1.5"], r"--num-inference-steps: must be a positive integer, got '1.5'"),
+    (["--model", "no-such-folder"], r"--model: no such folder: 'no-such-folder'"),
 ])
 def test_bad_map_flags_are_one_error_line(map_model, tmp_path, capsys, flags, message):
     import re

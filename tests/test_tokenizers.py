@@ -244,3 +244,53 @@ def test_special_tokens_are_never_sampled_and_the_prefix_is_encoded_without_them
     prefix = " the city"
     text = pipe(batch_size=2, prefix=prefix, generator=torch.Generator().manual_seed(0)).samples
     assert all(t.startswith(prefix) for t in text)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--vocab-size", "0"], r"argument --vocab-size: must be a positive integer, got '0'"),
+    (["--vocab-size", "2.5"], r"argument --vocab-size: must be a positive integer, got '2.5'"),
+    (["--vocab-size", "-3"], r"argument --vocab-size: must be a positive integer, got '-3'"),
+    (["--vocab-size", "100"], r"vocab_size must be an integer >= 256 \(the byte alphabet\), got 100"),
+    (["--vocab-size", "300", "--min-frequency", "0"], r"argument --min-frequency: must be a positive integer"),
+    (["--vocab-size", "300", "--files", "missing.txt"], r"argument --files: no such file: 'missing.txt'"),
+])
+def test_train_tokenizer_bad_flags_are_one_error_line(training_text_file, tmp_path, capsys, flags, message):
+    import re
+
+    argv = ["train-tokenizer", "--files", str(training_text_file), "--output", str(tmp_path / "tok"), *flags]
+    capsys.readouterr()
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and re.search(message, err.strip().splitlines()[-1]), err
+    assert not (tmp_path / "tok").exists()
+
+
+def test_train_tokenizer_does_not_replace_a_tokenizer(bpe_dir, training_text_file, capsys):
+    capsys.readouterr()
+    assert cli_main(["train-tokenizer", "--files", str(training_text_file), "--vocab-size", "300",
+                     "--output", str(bpe_dir)]) == 2
+    assert "already holds a tokenizer" in capsys.readouterr().err
+
+
+def test_a_missing_train_file_is_named(tmp_path):
+    from hf_multinomial.data.arguments import TextDataArguments, load_text_data
+
+    with pytest.raises(FileNotFoundError, match="missing.jsonl"):
+        load_text_data(TextDataArguments(train_file=str(tmp_path / "missing.jsonl")))
+
+
+@pytest.mark.parametrize("total_units", [0, -4, 2.5, True])
+def test_total_units_must_be_a_positive_integer(total_units):
+    from hf_multinomial.evaluation import bits_per_unit
+
+    with pytest.raises(ValueError, match=rf"total_units must be a positive integer, got {total_units!r}"):
+        bits_per_unit(torch.ones(2, dtype=torch.float64), 4, total_units=total_units)
+
+
+def test_total_units_normalise_the_total_and_name_a_non_finite_example():
+    from hf_multinomial.evaluation import bits_per_unit
+
+    result = bits_per_unit(torch.tensor([3.0, 5.0], dtype=torch.float64), 4, total_units=10)
+    assert result["bpc"] == pytest.approx(8.0 / 10 / math.log(2), rel=1e-12) and result["num_units"] == 10
+    with pytest.raises(ValueError, match=r"not finite: nan at example 1"):
+        bits_per_unit(torch.tensor([3.0, float("nan")]), 4, total_units=10)
