@@ -124,8 +124,13 @@ def _check_bound_flags(model, args) -> None:
                              "diffusion pipeline (use --estimate / --repetitions)")
         if args.repetitions is not None and not args.estimate:
             raise ValueError(f"--repetitions {args.repetitions} needs --estimate (the full ELBO is computed once)")
-    elif args.estimate or args.repetitions is not None:
-        flag = "--estimate" if args.estimate else f"--repetitions {args.repetitions}"
+        T = model.scheduler.config.num_train_timesteps
+        if args.num_inference_steps is not None and args.num_inference_steps > T:
+            raise ValueError(f"--num-inference-steps {args.num_inference_steps} exceeds the T={T} steps of the "
+                             f"scheduler in --model {args.model!r}")
+    elif args.estimate or args.repetitions is not None or args.num_inference_steps is not None:
+        flag = "--estimate" if args.estimate else (f"--repetitions {args.repetitions}" if args.repetitions is not None
+                                                   else f"--num-inference-steps {args.num_inference_steps}")
         raise ValueError(f"{flag} is for diffusion pipelines; --model {args.model!r} holds a flow model "
                          "(use --num-samples)")
 
@@ -142,12 +147,15 @@ def _evaluate(model, input_ids, args, unit, num_units=None):
     generator = torch.Generator().manual_seed(args.seed)
     if _is_pipeline(model):
         repetitions = args.repetitions or 1
+        steps = args.num_inference_steps
         nll = diffusion_negative_elbo(model.denoiser, model.scheduler, input_ids, batch_size=args.batch_size,
                                       estimate=args.estimate, repetitions=repetitions, generator=generator,
-                                      progress=True)
+                                      progress=True, num_inference_steps=steps)
         T = model.scheduler.config.num_train_timesteps
-        bound = f"one-t estimate x {repetitions}" if args.estimate else f"full ELBO over T={T}"
-        card_bound = diffusion_bound(T, estimate=args.estimate, repetitions=repetitions)
+        sampler = f"the {steps}-step sampler, T={T}" if steps is not None else f"T={T}"
+        bound = f"one-t estimate x {repetitions} ({sampler})" if args.estimate else \
+            (f"full ELBO over T={T}" if steps is None else f"ELBO of {sampler}")
+        card_bound = diffusion_bound(T, estimate=args.estimate, repetitions=repetitions, num_inference_steps=steps)
     else:
         num_samples = args.num_samples or 1
         nll = flow_negative_log_likelihood(model, input_ids, batch_size=args.batch_size,
@@ -404,6 +412,9 @@ def main(argv=None):
                              help="diffusion: the cheap one-t estimate instead of the full-T ELBO")
         command.add_argument("--repetitions", type=_positive_int, default=None,
                              help="diffusion, with --estimate: average this many estimates (default 1)")
+        command.add_argument("--num-inference-steps", type=_positive_int, default=None,
+                             help="diffusion: the bound of the sampler with this many steps, at most T (default: T, "
+                                  "the full bound)")
         command.add_argument("--num-samples", type=_positive_int, default=None,
                              help="flows: draws of q(v | x) per example, k of the importance-weighted bound "
                                   "(default 1: the ELBO)")

@@ -8,6 +8,7 @@ For diffusion, the loops over timesteps that call the denoiser are here; the sch
 import math
 from typing import Callable, Optional
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -24,6 +25,16 @@ def _check_examples(name: str, examples) -> None:
         raise ValueError(f"{name} must be a tensor holding at least one example (batch at dim 0), got {shape}")
 
 
+def sampler_steps(scheduler, num_inference_steps: Optional[int] = None):
+    """The reverse steps `(t, prev_t)` of the sampler with `num_inference_steps` S denoiser calls (default T), as two
+    `(S,)` int64 numpy arrays in increasing t: the grid of `scheduler.set_timesteps(S)`, each point paired with the
+    next one down, the last (t = 0 when S > 1) with the data (-1)."""
+    T = scheduler.config.num_train_timesteps
+    steps = scheduler.inference_timesteps(T if num_inference_steps is None else num_inference_steps)
+    previous = np.append(steps[1:], -1)
+    return steps[::-1].copy(), previous[::-1].copy()
+
+
 @torch.no_grad()
 def negative_elbo(
     model_fn: ModelFn,
@@ -31,9 +42,13 @@ def negative_elbo(
     x_start: torch.LongTensor,
     generator: Optional[torch.Generator] = None,
     timesteps_per_batch: int = 8,
+    num_inference_steps: Optional[int] = None,
 ) -> torch.DoubleTensor:
     """
-    The full-T negative ELBO in nats per example: the prior term plus every L_t for t = 0..T-1.
+    The negative ELBO in nats per example of the sampler with `num_inference_steps` steps: the prior term, plus
+    KL(q(x_prev | x_t, x_0) || p(x_prev | x_t)) for each step between consecutive points of its grid, plus
+    -log p(x_0 | x_t) of its last step to the data. With the default, S = T, this is the full-T bound (every L_t for
+    t = 0..T-1); fewer steps give the bound of the faster sampler, which the skip posteriors make exact.
 
     Args:
         model_fn (`Callable`):
@@ -44,48 +59,58 @@ def negative_elbo(
         x_start (`torch.LongTensor` of shape `(B, ...)`):
             The data.
         generator (`torch.Generator`, *optional*):
-            For the draws of x_t.
+            For the draws of x_t (one per example and step, in increasing t: at S = T the same draws as before).
         timesteps_per_batch (`int`, defaults to 8):
-            How many timesteps share one call of `model_fn`, so one call sees `B * timesteps_per_batch` examples;
+            How many steps share one call of `model_fn`, so one call sees `B * timesteps_per_batch` examples;
             lower it to bound memory. A positive integer.
+        num_inference_steps (`int`, *optional*):
+            S, the sampler's denoiser calls, in `[1, T]` (default T).
 
     Returns:
         `torch.DoubleTensor` of shape `(B,)`.
 
     Raises:
-        ValueError: For a `timesteps_per_batch` that is not a positive integer, ids out of range, or non-finite
-            logits from `model_fn` (the message names the timesteps).
+        ValueError: For a `timesteps_per_batch` that is not a positive integer, `num_inference_steps` outside
+            `[1, T]`, ids out of range, or non-finite logits from `model_fn` (the message names the timesteps).
     """
     check_count("timesteps_per_batch", timesteps_per_batch)
     _check_examples("x_start", x_start)
-    T = scheduler.config.num_train_timesteps
+    steps, previous = sampler_steps(scheduler, num_inference_steps)
     batch = x_start.shape[0]
     total = scheduler.prior_kl(x_start).double()  # also checks that x_start holds class indices
-    for first in range(0, T, timesteps_per_batch):
-        ts = torch.arange(first, min(first + timesteps_per_batch, T), device=x_start.device)
+    for first in range(0, len(steps), timesteps_per_batch):
+        chunk = slice(first, first + timesteps_per_batch)
+        ts = torch.from_numpy(steps[chunk]).to(x_start.device)
         t = ts.repeat_interleave(batch)
+        prev_t = None  # the training steps t -> t - 1, tabulated once
+        if num_inference_steps is not None:
+            prev_t = torch.from_numpy(previous[chunk]).to(x_start.device).repeat_interleave(batch)
         x0 = x_start.repeat(len(ts), *([1] * (x_start.dim() - 1)))
         x_t = scheduler.add_noise(x0, t, generator=generator)
-        losses = scheduler.compute_loss(model_fn(x_t, t), x0, x_t, t)
+        losses = scheduler.compute_loss(model_fn(x_t, t), x0, x_t, t, prev_t)
         total += losses.double().view(len(ts), batch).sum(dim=0)
     return total
 
 
 @torch.no_grad()
 def negative_elbo_estimate(
-    model_fn: ModelFn, scheduler, x_start: torch.LongTensor, generator: Optional[torch.Generator] = None
+    model_fn: ModelFn, scheduler, x_start: torch.LongTensor, generator: Optional[torch.Generator] = None,
+    num_inference_steps: Optional[int] = None,
 ) -> torch.FloatTensor:
     """
-    An unbiased one-sample estimate of [`negative_elbo`] per example: T * L_t at one uniform t per example, plus the
-    prior term. The arguments are those of [`negative_elbo`].
+    An unbiased one-sample estimate of [`negative_elbo`] per example: S times the term of one uniformly drawn step of
+    the S-step sampler (T * L_t at a uniform t by default), plus the prior term. The arguments are those of
+    [`negative_elbo`].
     """
     _check_examples("x_start", x_start)
-    T = scheduler.config.num_train_timesteps
+    steps, previous = sampler_steps(scheduler, num_inference_steps)
     prior = scheduler.prior_kl(x_start)  # also checks that x_start holds class indices
     gen_device = generator.device if generator is not None else x_start.device
-    t = torch.randint(T, (x_start.shape[0],), generator=generator, device=gen_device).to(x_start.device)
+    index = torch.randint(len(steps), (x_start.shape[0],), generator=generator, device=gen_device).to(x_start.device)
+    t = torch.from_numpy(steps).to(x_start.device)[index]
+    prev_t = None if num_inference_steps is None else torch.from_numpy(previous).to(x_start.device)[index]
     x_t = scheduler.add_noise(x_start, t, generator=generator)
-    return T * scheduler.compute_loss(model_fn(x_t, t), x_start, x_t, t) + prior
+    return len(steps) * scheduler.compute_loss(model_fn(x_t, t), x_start, x_t, t, prev_t) + prior
 
 
 @torch.no_grad()
@@ -99,9 +124,11 @@ def diffusion_negative_elbo(
     timesteps_per_batch: int = 8,
     repetitions: int = 1,
     progress: bool = False,
+    num_inference_steps: Optional[int] = None,
 ) -> torch.DoubleTensor:
     """
-    The negative ELBO in nats of each example under a diffusion denoiser.
+    The negative ELBO in nats of each example under a diffusion denoiser, for the sampler with
+    `num_inference_steps` steps (default T: the full-T bound).
 
     Args:
         denoiser: a denoiser such as [`MultinomialTransformer`]: `denoiser(x_t, t).sample` are logits over x_0.
@@ -114,15 +141,18 @@ def diffusion_negative_elbo(
         repetitions (`int`): with `estimate`, average this many independent one-t estimates per example (the original
             code's `--repetitions`).
         progress (`bool`): show a progress bar over batches.
+        num_inference_steps (`int`, *optional*): S in `[1, T]`: the bound of the S-step sampler (see
+            [`negative_elbo`]).
 
     Raises:
-        ValueError: If `batch_size`, `timesteps_per_batch` or `repetitions` is not a positive integer, or
-            `input_ids` holds no example.
+        ValueError: If `batch_size`, `timesteps_per_batch` or `repetitions` is not a positive integer,
+            `num_inference_steps` is outside `[1, T]`, or `input_ids` holds no example.
     """
     check_count("batch_size", batch_size)
     check_count("timesteps_per_batch", timesteps_per_batch)
     check_count("repetitions", repetitions)
     _check_examples("input_ids", input_ids)
+    sampler_steps(scheduler, num_inference_steps)  # checks the number before any work
     was_training = denoiser.training
     denoiser.eval()
     device = next(denoiser.parameters()).device
@@ -137,10 +167,12 @@ def diffusion_negative_elbo(
     for start in batches:
         x = input_ids[start : start + batch_size].to(device)
         if estimate:
-            draws = [negative_elbo_estimate(model_fn, scheduler, x, generator).double() for _ in range(repetitions)]
+            draws = [negative_elbo_estimate(model_fn, scheduler, x, generator, num_inference_steps).double()
+                     for _ in range(repetitions)]
             results.append(torch.stack(draws).mean(0).cpu())
         else:
-            results.append(negative_elbo(model_fn, scheduler, x, generator, timesteps_per_batch).cpu())
+            results.append(negative_elbo(model_fn, scheduler, x, generator, timesteps_per_batch,
+                                         num_inference_steps).cpu())
     denoiser.train(was_training)
     return torch.cat(results)
 

@@ -71,6 +71,29 @@ def test_bpc_command_full_and_estimate(text_pipeline_dir, tmp_path, capsys):
     assert abs(estimate["bpc"] - full["bpc"]) < 0.5
 
 
+def test_bpc_command_sampler_bound(text_pipeline_dir, tmp_path, capsys):
+    """`--num-inference-steps S`: the bound of the S-step sampler, the library's number; S = T is the full bound."""
+    text = "the quick brown fox jumps over the lazy dog " * 3
+    (tmp_path / "held_out.txt").write_text(text)
+    base = ["bpc", "--model", str(text_pipeline_dir), "--text-file", str(tmp_path / "held_out.txt"), "--no-update-card"]
+    assert main(base) == 0
+    full = last_json(capsys)
+    assert main(base + ["--num-inference-steps", "12"]) == 0
+    assert last_json(capsys)["bpc"] == full["bpc"]
+    assert main(base + ["--num-inference-steps", "3"]) == 0
+    three = last_json(capsys)
+    assert "3-step sampler" in three["bound"] and three["bpc"] != full["bpc"]
+    pipe = DiscreteDiffusionPipeline.from_pretrained(text_pipeline_dir)
+    ids = torch.tensor(pipe.vocabulary.encode(text[:128])).view(8, 16)
+    nll = diffusion_negative_elbo(pipe.denoiser, pipe.scheduler, ids, generator=torch.Generator().manual_seed(0),
+                                  num_inference_steps=3)
+    assert math.isclose(three["bpc"], float(nll.sum()) / 128 / math.log(2), rel_tol=1e-9)
+    assert main(base + ["--num-inference-steps", "13"]) == 2
+    assert "--num-inference-steps 13 exceeds the T=12 steps" in capsys.readouterr().err
+    assert main(base + ["--num-inference-steps", "0"]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
 def test_bpc_command_errors(text_pipeline_dir, tmp_path, capsys):
     (tmp_path / "bad.txt").write_text("hello World")
     assert main(["bpc", "--model", str(text_pipeline_dir), "--text-file", str(tmp_path / "bad.txt")]) == 2

@@ -1,2 +1,2 @@
-from .scheduling_multinomial import MultinomialScheduler, MultinomialSchedulerOutput
+from .scheduling_multinomial import MultinomialLossOutput, MultinomialScheduler, MultinomialSchedulerOutput
 from .timestep_sampler import ImportanceTimestepSampler

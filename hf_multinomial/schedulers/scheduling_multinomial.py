@@ -33,6 +33,22 @@ class MultinomialSchedulerOutput(BaseOutput):
     pred_original_sample: torch.FloatTensor
 
 
+@dataclass
+class MultinomialLossOutput(BaseOutput):
+    """
+    Output of [`MultinomialScheduler.compute_loss_terms`], each of shape `(batch_size,)` in nats.
+
+    Args:
+        loss (`torch.FloatTensor`): L_t of `compute_loss`.
+        jump_nll (`torch.FloatTensor`): -log p(x_0 | x_t) of `jump_to_start_nll`.
+        prior_kl (`torch.FloatTensor`): KL(q(x_T | x_0) || uniform) of `prior_kl`.
+    """
+
+    loss: torch.FloatTensor
+    jump_nll: torch.FloatTensor
+    prior_kl: torch.FloatTensor
+
+
 def log_1_min_a(a: np.ndarray) -> np.ndarray:
     """log(1 - exp(a)) for a <= 0, stable at both ends (Maechler, 2012)."""
     a = np.asarray(a, dtype=np.float64)
@@ -201,25 +217,29 @@ def _softplus(x: torch.Tensor) -> torch.Tensor:
 _LOSS_COLUMNS = ("jump_rho", "log_r", "log_av", "lkrav", "q0_ne", "qt_ne", "w_ne", "q0_eq", "w_eq")
 
 
-def _loss_table(num_classes: int, tables64: dict) -> np.ndarray:
+def _loss_table(num_classes: int, tables64: dict, t: np.ndarray, prev_t: np.ndarray) -> np.ndarray:
     """
-    The `(T, len(_LOSS_COLUMNS))` float64 table of per-timestep scalars of the class-id loss terms.
+    The `(len(t), len(_LOSS_COLUMNS))` float64 table of the class-id loss scalars of the reverse steps from scheduler
+    index `t` to `prev_t` (arrays, `-1 <= prev_t < t`; the training steps are `prev_t = t - 1`).
 
-    With c = alpha_bar_{t-1}, u = (1 - c) / K, a = alpha_t, v = (1 - a) / K (scheduler index t):
+    With c = alpha_bar_prev, u = (1 - c) / K, a = alpha_bar_t / alpha_bar_prev, v = (1 - a) / K:
     - `jump_rho`: log(alpha_bar_t K / (1 - alpha_bar_t)), the odds of q(x_t | x_0) at x_t = x_0 against elsewhere
       (-inf where alpha_bar_t = 0);
-    - `log_r` = log(c / u) and `log_av` = log(a / v) (-inf where a = 0); at t = 0, which has no KL term, log_r = 0;
+    - `log_r` = log(c / u) and `log_av` = log(a / v) (-inf where a = 0); where prev_t = -1, which has no KL term
+      (the jump to the data replaces it), log_r = 0;
     - `lkrav` = log(K + r + a / v), the log normaliser Z_ne of the true posterior when x_t != x_0, in units of u v;
     - the true posterior's probabilities: at x_0 (`q0_*`), at x_t (`qt_ne`) and at any other class (`w_*`), for
       x_t != x_0 (`_ne`) and x_t == x_0 (`_eq`, normaliser Z_eq = Z_ne + (a / v) r).
+    a is formed as a difference of the float64 log tables (for prev_t = t - 1 the same subtraction as `log_alpha`).
     """
     log_k = math.log(num_classes)
     lcab, l1m = tables64["log_cumprod_alpha"], tables64["log_1_min_cumprod_alpha"]  # index 0 is t = -1
+    t, prev_t = np.asarray(t, dtype=np.int64), np.asarray(prev_t, dtype=np.int64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        jump_rho = lcab[1:] - l1m[1:] + log_k
-        log_r = lcab[:-1] - l1m[:-1] + log_k
-        log_r[0] = 0.0  # t = 0: c = 1, r = inf; unused (the decoder term replaces the KL there)
-        log_av = tables64["log_alpha"] - tables64["log_1_min_alpha"] + log_k
+        jump_rho = lcab[t + 1] - l1m[t + 1] + log_k
+        log_r = np.where(prev_t == -1, 0.0, lcab[prev_t + 1] - l1m[prev_t + 1] + log_k)
+        log_a = lcab[t + 1] - lcab[prev_t + 1]
+        log_av = log_a - log_1_min_a(log_a) + log_k
         lkrav = np.logaddexp(np.logaddexp(log_k, log_r), log_av)
         log_zeq = np.logaddexp(lkrav, log_av + log_r)
         hs, lam = np.logaddexp(0.0, log_r), np.logaddexp(0.0, log_av)  # log(1 + r), log(1 + a / v)
@@ -298,7 +318,8 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
             "log_cumprod_alpha": log_cumprod_alpha_ext,
             "log_1_min_cumprod_alpha": log_1_min_a(log_cumprod_alpha_ext),
         }
-        self._loss_table64 = _loss_table(num_classes, self._tables64)
+        steps = np.arange(num_train_timesteps)
+        self._loss_table64 = _loss_table(num_classes, self._tables64, steps, steps - 1)
         self._prior_kl_per_position = _uniform_prior_kl(
             num_classes, log_cumprod_alpha_ext[-1], self._tables64["log_1_min_cumprod_alpha"][-1]
         )
@@ -430,6 +451,23 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
         accumulate = torch.float64 if logits.dtype == torch.float64 else torch.float32
         checks.add(torch.isfinite(logits.sum(dtype=accumulate)), fail)
 
+    def _check_prev_timesteps(self, checks: _Checks, prev_t, t, like: torch.Tensor, name: str, t_name: str):
+        """`prev_t` (an integer or a `(B,)` integer tensor) must lie in `[-1, t)`; returns it like `_check_timesteps`."""
+        device = like.device
+        prev_t = self._check_timesteps(checks, prev_t, name, low=-1, device=device)
+        self._check_batch(prev_t, like, name)
+        if torch.is_tensor(t) or torch.is_tensor(prev_t):
+            t_, prev_ = torch.as_tensor(t, device=device), torch.as_tensor(prev_t, device=device)
+
+            def fail():
+                raise ValueError(f"{name} must lie in [-1, {t_name}), got {name}={_preview(prev_)} for "
+                                 f"{t_name}={_preview(t_)}")
+
+            checks.add((prev_ < t_).all(), fail)
+        elif prev_t >= t:
+            raise ValueError(f"{name} must lie in [-1, {t_name}), got {name}={prev_t} for {t_name}={t}")
+        return prev_t
+
     @staticmethod
     def _check_batch(t: Union[int, torch.Tensor], x: torch.Tensor, name: str = "timesteps") -> None:
         if torch.is_tensor(t) and t.dim() > 0 and t.shape != (x.shape[0],):
@@ -457,13 +495,22 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
             return values
         return values.view(-1, *([1] * (like.dim() - 1)))
 
-    def _loss_columns(self, t: torch.Tensor, dtype: torch.dtype, device) -> dict:
-        """The per-timestep scalars of `_loss_table` at validated timesteps `t` `(B,)`, each `(B, 1)` in `dtype` (one
-        gather for all columns)."""
+    def _loss_columns(self, t: torch.Tensor, dtype: torch.dtype, device, prev_t: Optional[torch.Tensor] = None) -> dict:
+        """The per-step scalars of `_loss_table` at validated timesteps `t` `(B,)` for the steps to `prev_t` (default
+        `t - 1`), each `(B, 1)` in `dtype`. Training steps are one gather from the cached table; a skipped step
+        (`prev_t < t - 1`) costs one host copy of `t` and `prev_t` and is tabulated in float64 on the host."""
         key = ("_loss_table", device, dtype)
-        if key not in self._table_cache:
-            self._table_cache[key] = torch.tensor(self._loss_table64, dtype=dtype, device=device)
-        rows = self._table_cache[key][t.to(device).long()]
+        if prev_t is None:
+            if key not in self._table_cache:
+                self._table_cache[key] = torch.tensor(self._loss_table64, dtype=dtype, device=device)
+            rows = self._table_cache[key][t.to(device).long()]
+        else:
+            t_host, prev_host = t.cpu().numpy(), prev_t.cpu().numpy()
+            table = self._loss_table64[t_host]
+            skipped = prev_host != t_host - 1
+            if skipped.any():
+                table[skipped] = _loss_table(self.num_classes, self._tables64, t_host[skipped], prev_host[skipped])
+            rows = torch.tensor(table, dtype=dtype, device=device)
         return {name: rows[:, i : i + 1] for i, name in enumerate(_LOSS_COLUMNS)}
 
     # ------------------------------------------------------------------ log-space primitives
@@ -585,17 +632,7 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
         t = self._check_timesteps(checks, t, "t", device=device)
         self._check_batch(t, log_x_t, "t")
         if prev_t is not None:
-            prev_t = self._check_timesteps(checks, prev_t, "prev_t", low=-1, device=device)
-            self._check_batch(prev_t, log_x_t, "prev_t")
-            if torch.is_tensor(t) or torch.is_tensor(prev_t):
-                t_, prev_ = torch.as_tensor(t, device=device), torch.as_tensor(prev_t, device=device)
-
-                def fail():
-                    raise ValueError(f"prev_t must lie in [-1, t), got prev_t={_preview(prev_)} for t={_preview(t_)}")
-
-                checks.add((prev_ < t_).all(), fail)
-            elif prev_t >= t:
-                raise ValueError(f"prev_t must lie in [-1, t), got prev_t={prev_t} for t={t}")
+            prev_t = self._check_prev_timesteps(checks, prev_t, t, log_x_t, "prev_t", "t")
         checks.run()
         return self._q_posterior(log_x_start, log_x_t, t, prev_t)
 
@@ -663,9 +700,9 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
         keep = uniform.to(x_start.device) < alpha_bar
         return torch.where(keep, x_start.long(), noise.to(x_start.device))
 
-    def _check_loss_inputs(self, model_output, x_start, x_t, timesteps) -> torch.LongTensor:
-        """Validate the arguments of the loss terms (one host sync); returns the timesteps as a `(B,)` tensor on
-        x_start's device."""
+    def _check_loss_inputs(self, model_output, x_start, x_t, timesteps, prev_timesteps=None):
+        """Validate the arguments of the loss terms (one host sync); returns the timesteps and the previous timesteps
+        (None: t - 1) as `(B,)` tensors on x_start's device."""
         self._check_log_probs(None, model_output, "model_output")
         checks = _Checks()
         self._check_indices(checks, x_start, "x_start")
@@ -677,9 +714,16 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
         self._check_indices(checks, x_t, "x_t")
         timesteps = self._check_timesteps(checks, timesteps, "timesteps", device=x_start.device)
         self._check_batch(timesteps, x_start)
+        if prev_timesteps is not None:
+            prev_timesteps = self._check_prev_timesteps(checks, prev_timesteps, timesteps, x_start, "prev_timesteps",
+                                                        "timesteps")
         self._check_finite_logits(checks, model_output, "model_output", timesteps)
         checks.run()
-        return torch.as_tensor(timesteps, device=x_start.device).expand(x_start.shape[0])
+        batch = x_start.shape[0]
+        timesteps = torch.as_tensor(timesteps, device=x_start.device).expand(batch)
+        if prev_timesteps is not None:
+            prev_timesteps = torch.as_tensor(prev_timesteps, device=x_start.device).expand(batch)
+        return timesteps, prev_timesteps
 
     def compute_loss(
         self,
@@ -687,6 +731,7 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
         x_start: torch.LongTensor,
         x_t: torch.LongTensor,
         timesteps: torch.LongTensor,
+        prev_timesteps: Optional[torch.LongTensor] = None,
     ) -> torch.FloatTensor:
         """
         The per-example loss term L_t in nats, summed over all non-batch dimensions.
@@ -696,33 +741,60 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
             x_start (`torch.LongTensor` of shape `(B, ...)`): the clean data x_0.
             x_t (`torch.LongTensor` of shape `(B, ...)`): the noisy sample at `timesteps`, from `add_noise`.
             timesteps (`torch.LongTensor` of shape `(B,)`): timestep indices in `[0, T)`.
+            prev_timesteps (`torch.LongTensor` of shape `(B,)` or `int`, *optional*): the timestep the reverse step
+                goes to, in `[-1, timesteps)`; defaults to `timesteps - 1` (the training steps). A sampler that skips
+                timesteps (`set_timesteps(S)`) takes the steps from each of its timesteps to the next, and its own
+                negative ELBO is the sum of these terms (`hf_multinomial.evaluation.negative_elbo`).
 
         Returns:
-            `torch.FloatTensor` of shape `(B,)`: KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t)) where t > 0 and the
-            decoder's negative log-likelihood -log p(x_0 | x_t) where t = 0.
+            `torch.FloatTensor` of shape `(B,)`: KL(q(x_prev | x_t, x_0) || p(x_prev | x_t)) where prev_timesteps >= 0
+            and the decoder's negative log-likelihood -log p(x_0 | x_t) where prev_timesteps = -1 (t = 0 by default).
 
         Raises:
-            ValueError: If a shape does not match, an id or timestep is out of range, or `model_output` holds NaN or
-                inf (the message names the timesteps).
+            ValueError: If a shape does not match, an id or timestep is out of range (`prev_timesteps` outside
+                `[-1, timesteps)`), or `model_output` holds NaN or inf (the message names the timesteps).
         """
-        timesteps = self._check_loss_inputs(model_output, x_start, x_t, timesteps)
-        return self._class_id_loss(model_output, x_start, x_t, timesteps)
+        timesteps, prev_timesteps = self._check_loss_inputs(model_output, x_start, x_t, timesteps, prev_timesteps)
+        return self._class_id_loss(model_output, x_start, x_t, timesteps, prev_timesteps)[0]
 
-    def _class_id_loss(self, model_output, x_start, x_t, timesteps, jump: bool = False) -> torch.FloatTensor:
+    def compute_loss_terms(
+        self,
+        model_output: torch.FloatTensor,
+        x_start: torch.LongTensor,
+        x_t: torch.LongTensor,
+        timesteps: torch.LongTensor,
+        prev_timesteps: Optional[torch.LongTensor] = None,
+    ) -> "MultinomialLossOutput":
         """
-        `compute_loss` (or, with `jump`, `jump_to_start_nll`) from reductions over K only.
+        Every loss term of one batch from one validation of the inputs (one host sync): `compute_loss`,
+        `jump_to_start_nll` and `prior_kl`, as a training step needs them. The K-wide work is shared too.
 
-        Write x0_hat = softmax(z), l_k = log x0_hat_k = z_k - lse, and for t > 0 (c = alpha_bar_{t-1}, u = (1 - c) / K,
-        a = alpha_t, v = (1 - a) / K, r = c / u, h(l) = log(1 + r e^l)):
+        Args: as for `compute_loss`; it raises as `compute_loss` does.
+
+        Returns:
+            [`MultinomialLossOutput`] with `loss`, `jump_nll` and `prior_kl`, each `(B,)` in nats.
+        """
+        timesteps, prev_timesteps = self._check_loss_inputs(model_output, x_start, x_t, timesteps, prev_timesteps)
+        loss, jump_nll = self._class_id_loss(model_output, x_start, x_t, timesteps, prev_timesteps)
+        return MultinomialLossOutput(loss=loss, jump_nll=jump_nll, prior_kl=self._prior_kl(x_start))
+
+    def _class_id_loss(self, model_output, x_start, x_t, timesteps, prev_timesteps=None, jump: bool = False):
+        """
+        `(compute_loss, jump_to_start_nll)` per example from reductions over K only (with `jump`, the KL is skipped
+        and the first entry is the jump term too).
+
+        Write x0_hat = softmax(z), l_k = log x0_hat_k = z_k - lse, and for a step from t to prev >= 0 (c =
+        alpha_bar_prev, u = (1 - c) / K, a = alpha_bar_t / alpha_bar_prev, v = (1 - a) / K, r = c / u,
+        h(l) = log(1 + r e^l)):
         - the model's reverse step is p(k) ~ (a [k = x_t] + v)(c x0_hat_k + u) = u v (1 + (a/v) [k = x_t]) e^{h(l_k)},
           with normaliser u v Z_m, Z_m = K + r + (a / v) e^{h(l_{x_t})} = (K + r + a/v) + (a/v) r e^{l_{x_t}};
         - the true posterior q is the same with x0_hat = onehot(x_0): it takes three values (at x_0, at x_t, and w
-          elsewhere; two when x_t == x_0), tabulated per timestep, and its normaliser Z_q is Z_m at l = log onehot(x_0);
+          elsewhere; two when x_t == x_0), tabulated per step, and its normaliser Z_q is Z_m at l = log onehot(x_0);
         - KL(q || p) = sum_k q_k (h(0) [k = x_0] - h(l_k)) - log Z_q + log Z_m (the factor (1 + (a/v)[k = x_t])
           cancels), where sum_k q_k h(l_k) = q_{x_0} h(l_{x_0}) + q_{x_t} h(l_{x_t}) + w (H - h(l_{x_0}) - h(l_{x_t}))
           needs the one K-wide sum H = sum_k h(l_k) (x_t's terms once when x_t == x_0).
-        The jump to the data (`jump`, and the decoder term at t = 0), with rho = log(alpha_bar_t K / (1 - alpha_bar_t)):
-        -log p(x_0 | x_t) = -l_{x_0} + log(1 + e^{rho + l_{x_t}}) - [x_t == x_0] log(1 + e^rho).
+        The jump to the data (`jump`, and the decoder term where prev = -1), with rho = log(alpha_bar_t K / (1 -
+        alpha_bar_t)): -log p(x_0 | x_t) = -l_{x_0} + log(1 + e^{rho + l_{x_t}}) - [x_t == x_0] log(1 + e^rho).
         The pieces that cancel when the model is exact (h(0) - h(l_{x_0}), log Z_m - log Z_q, the two softplus of the
         jump) are computed by the same float operations, so an exact model gets a loss of 0 to rounding of tiny terms.
         K-wide work: one `_ClassSums` (float32 for float32 logits); everything else is `(B, positions)`.
@@ -731,15 +803,16 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
         batch = model_output.shape[0]
         logits = model_output.to(dtype).reshape(batch, self.num_classes, -1)
         x0, xt = x_start.reshape(batch, -1).long(), x_t.reshape(batch, -1).long()
-        cols = self._loss_columns(timesteps, dtype, logits.device)
+        cols = self._loss_columns(timesteps, dtype, logits.device, prev_timesteps)
         need_kl = not jump and self.config.num_train_timesteps > 1
         lse, z0, zt, sums = _ClassSums.apply(logits, x0, xt, cols["log_r"] if need_kl else None)
         l0, lt = z0 - lse, zt - lse
         same = x0 == xt
         rho = cols["jump_rho"]
         nll = _softplus(rho + lt) - l0 - torch.where(same, _softplus(rho), torch.zeros_like(rho))
+        jump_nll = nll.sum(dim=1)
         if not need_kl:
-            return nll.sum(dim=1)
+            return jump_nll, jump_nll
 
         log_r, log_av, lkrav = cols["log_r"], cols["log_av"], cols["lkrav"]
         h0, ht = _softplus(log_r + l0), _softplus(log_r + lt)
@@ -749,7 +822,8 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
         log_zq_eq = torch.logaddexp(lkrav, log_av + log_r)
         kl_eq = cols["q0_eq"] * gap0 - cols["w_eq"] * (sums - h0) + (log_zm - log_zq_eq)
         kl = torch.where(same, kl_eq, kl_ne)
-        return torch.where((timesteps == 0).view(-1, 1), nll, kl).sum(dim=1)
+        to_data = (timesteps == 0) if prev_timesteps is None else (prev_timesteps == -1)
+        return torch.where(to_data.view(-1, 1), nll, kl).sum(dim=1), jump_nll
 
     def jump_to_start_nll(
         self,
@@ -769,14 +843,17 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
 
         Args: as for `compute_loss`; it raises as `compute_loss` does.
         """
-        timesteps = self._check_loss_inputs(model_output, x_start, x_t, timesteps)
-        return self._class_id_loss(model_output, x_start, x_t, timesteps, jump=True)
+        timesteps, _ = self._check_loss_inputs(model_output, x_start, x_t, timesteps)
+        return self._class_id_loss(model_output, x_start, x_t, timesteps, jump=True)[0]
 
     def prior_kl(self, x_start: torch.LongTensor) -> torch.FloatTensor:
         """KL(q(x_T | x_0) || uniform) per example, in nats."""
         checks = _Checks()
         self._check_indices(checks, x_start, "x_start")
         checks.run()
+        return self._prior_kl(x_start)
+
+    def _prior_kl(self, x_start: torch.LongTensor) -> torch.FloatTensor:
         # The same at every position whatever x_0 is (closed form in __init__): no K-wide work.
         value = math.prod(x_start.shape[1:]) * self._prior_kl_per_position
         return torch.full((x_start.shape[0],), value, dtype=torch.float32, device=x_start.device)
@@ -833,12 +910,23 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
             ValueError: If `num_inference_steps` is not an integer in `[1, T]` (a bool or a float such as 2.5 or 2.0
                 is refused, not rounded).
         """
+        steps = self.inference_timesteps(num_inference_steps)
+        self.num_inference_steps = int(num_inference_steps)
+        self.timesteps = torch.from_numpy(steps).to(device)
+
+    def inference_timesteps(self, num_inference_steps: int) -> np.ndarray:
+        """
+        The timesteps `set_timesteps(num_inference_steps)` sets, as a numpy array, without changing the scheduler:
+        `num_inference_steps` distinct integers evenly spaced from T - 1 down to 0 (T - 1 alone for one step). The
+        reverse steps go from each to the next, and from the last to the data (-1).
+
+        Raises:
+            ValueError: If `num_inference_steps` is not an integer in `[1, T]`.
+        """
         T = self.config.num_train_timesteps
         if not _is_integer(num_inference_steps) or not 1 <= num_inference_steps <= T:
             raise ValueError(f"num_inference_steps must be an integer in [1, {T}], got {num_inference_steps!r}")
-        self.num_inference_steps = int(num_inference_steps)
-        steps = np.round(np.linspace(T - 1, 0, self.num_inference_steps)).astype(np.int64)
-        self.timesteps = torch.from_numpy(steps).to(device)
+        return np.round(np.linspace(T - 1, 0, int(num_inference_steps))).astype(np.int64)
 
     def _previous_timesteps(self) -> dict:
         """`{t: previous t}` over `self.timesteps`, rebuilt (one host copy) whenever `self.timesteps` is replaced."""

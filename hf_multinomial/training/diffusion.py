@@ -44,11 +44,12 @@ class DiffusionObjective(SeededObjective):
         t, pt = self.sampler.sample(x_start.shape[0], self.generator, device=x_start.device)
         x_t = self.scheduler.add_noise(x_start, t, self.generator)
         logits = model(x_t, t).sample.float()
-        loss_t = self.scheduler.compute_loss(logits, x_start, x_t, t)
-        elbo_loss = (loss_t / pt + self.scheduler.prior_kl(x_start)).mean() / units
+        terms = self.scheduler.compute_loss_terms(logits, x_start, x_t, t)  # one validation for all three terms
+        loss_t = terms.loss
+        elbo_loss = (loss_t / pt + terms.prior_kl).mean() / units
         loss, extra = elbo_loss, {}
         if self.aux_loss_weight:
-            x0_nll = self.scheduler.jump_to_start_nll(logits, x_start, x_t, t).mean() / units
+            x0_nll = terms.jump_nll.mean() / units
             loss = loss + self.aux_loss_weight * x0_nll
             extra["x0_nll"] = x0_nll.detach()
         self.sampler.update(*accelerator.gather((t, loss_t.detach())))

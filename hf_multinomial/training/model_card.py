@@ -40,12 +40,19 @@ def model_card_template(name: str) -> str:
     return path
 
 
-def diffusion_bound(num_train_timesteps: int, estimate: bool, repetitions: int = 1) -> str:
-    """How a diffusion model's negative ELBO was computed, with its number of steps, for `bits_eval_result`."""
+def diffusion_bound(num_train_timesteps: int, estimate: bool, repetitions: int = 1,
+                    num_inference_steps: Optional[int] = None) -> str:
+    """How a diffusion model's negative ELBO was computed, with its number of steps, for `bits_eval_result`; with
+    `num_inference_steps` S, the bound of the S-step sampler."""
+    T = num_train_timesteps
+    if num_inference_steps is None:
+        what, steps = "negative ELBO", f"T={T} steps"
+    else:
+        what, steps = f"negative ELBO of the {num_inference_steps}-step sampler", f"{num_inference_steps} steps (T={T})"
     if estimate:
         times = f", mean of {repetitions}" if repetitions > 1 else ""
-        return f"one-t estimate of the negative ELBO, 1 of T={num_train_timesteps} steps{times}"
-    return f"negative ELBO, all T={num_train_timesteps} steps"
+        return f"one-t estimate of the {what}, 1 of {steps}{times}"
+    return f"{what}, all {steps}"
 
 
 def flow_bound(num_samples: int = 1) -> str:
