@@ -24,10 +24,11 @@ from .image_utils import colorize, default_palette
 SUPPRESSED_LOGIT = -1e4
 
 
-def _check_size(name: str, value) -> None:
-    """A size argument must be a positive integer (not a bool, not a float such as 2.0 or 2.5)."""
-    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+def _check_size(name: str, value, minimum: int = 1) -> None:
+    """A size argument must be an integer >= `minimum` (not a bool, not a float such as 2.0 or 2.5)."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
 
 
 OUTPUT_TYPES = ("text", "pil", "pt", "np")
@@ -227,6 +228,10 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
         return_chain: bool = False,
         callback_on_step_end: Optional[Callable[["DiscreteDiffusionPipeline", int, int, Dict], Dict]] = None,
         callback_on_step_end_tensor_inputs: List[str] = ["sample"],
+        temperature: float = 1.0,
+        corrector_steps: int = 0,
+        corrector_positions: int = 1,
+        corrector_selection_tau: float = 1.0,
     ) -> Union[DiscreteDiffusionPipelineOutput, tuple]:
         """
         Generate samples.
@@ -254,6 +259,17 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
                 `callback_on_step_end_tensor_inputs`; it must return a dict (as in diffusers), whose entries replace
                 those tensors (e.g. `{"sample": ...}`; return `callback_kwargs` or `{}` to change nothing).
             callback_on_step_end_tensor_inputs (`List[str]`): the tensors passed to the callback.
+            temperature (`float`, defaults to 1.0): divides the denoiser's logits before each ancestral step (below 1
+                sharpens the prediction of x_0). Only 1 samples the model whose bound `hf-multinomial bpc` reports.
+            corrector_steps (`int`, defaults to 0): corrector moves after each ancestral step (none after the last),
+                each one more denoiser call: the least confident positions are redrawn from their one-coordinate
+                conditionals at that timestep ([`MultinomialScheduler.step_correct`]). 0 is the plain ancestral
+                sampler.
+            corrector_positions (`int`, defaults to 1): positions redrawn per move. 1 is an exact Metropolis-within-
+                Gibbs move (it leaves the marginal at that timestep invariant when the denoiser is exact); more
+                positions correct more per call but are exact only for positions independent given the rest.
+            corrector_selection_tau (`float`, defaults to 1.0): how strongly a move prefers the least confident
+                positions (the temperature of its choice; large values choose uniformly).
 
         Returns:
             [`DiscreteDiffusionPipelineOutput`] or `tuple` `(samples, chain)`.
@@ -266,6 +282,9 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
                 tensor of the sample's shape.
         """
         _check_size("batch_size", batch_size)
+        _check_size("corrector_steps", corrector_steps, minimum=0)
+        _check_size("corrector_positions", corrector_positions)
+        self.scheduler.check_sampler_options(temperature=temperature, selection_tau=corrector_selection_tau)
         if isinstance(callback_on_step_end, (PipelineCallback, MultiPipelineCallbacks)):
             callback_on_step_end_tensor_inputs = callback_on_step_end.tensor_inputs
         if callback_on_step_end is not None and not callable(callback_on_step_end):
@@ -274,6 +293,9 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
             if name not in self._callback_tensor_inputs:
                 raise ValueError(f"callback_on_step_end_tensor_inputs has {name!r}; allowed: {self._callback_tensor_inputs}")
         shape = self._sample_shape(seq_len, height, width)
+        if corrector_steps and corrector_positions > int(np.prod(shape)):
+            raise ValueError(f"corrector_positions={corrector_positions} exceeds the {int(np.prod(shape))} positions "
+                             f"of a sample of shape {shape}")
         if output_type is None:
             output_type = "text" if self.vocabulary is not None else ("pil" if len(shape) == 2 else "pt")
         self._check_output_type(output_type, shape)
@@ -288,15 +310,35 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
         sample = self.scheduler.sample_prior((batch_size, *shape), generator=generator, device=self.device)
         chain = [sample] if return_chain else None
 
-        # One host copy of the timesteps for the whole loop, not one per step.
-        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps.tolist())):
+        def denoise(ids, t):
             timesteps = torch.full((batch_size,), t, dtype=torch.long, device=self.device)
-            logits = self.denoiser(sample, timesteps).sample.float()
+            logits = self.denoiser(ids, timesteps).sample.float()
             if special_ids:
                 logits[:, special_ids] = SUPPRESSED_LOGIT
             if known_mask is not None:
                 logits = torch.where(known_mask.unsqueeze(1), known_logits, logits)
-            sample = self.scheduler.step(logits, t, sample, generator=generator).prev_sample
+            return logits
+
+        corrector = dict(selection_tau=corrector_selection_tau, resample_mask=None if known_mask is None else ~known_mask)
+        # One host copy of the timesteps for the whole loop, not one per step.
+        steps = self.scheduler.timesteps.tolist()
+        logits = None  # the denoiser's output at the current sample, when the corrector has computed it already
+        for i, t in enumerate(self.progress_bar(steps)):
+            if logits is None:
+                logits = denoise(sample, t)
+            sample = self.scheduler.step(logits, t, sample, generator=generator, temperature=temperature).prev_sample
+            logits = None
+            prev_t = steps[i + 1] if i + 1 < len(steps) else -1
+            if corrector_steps and prev_t >= 0:
+                logits = denoise(sample, prev_t)
+                for _ in range(corrector_steps):
+                    move = self.scheduler.step_correct(logits, prev_t, sample, generator=generator,
+                                                       num_positions=corrector_positions, **corrector)
+                    proposal_logits = denoise(move.prev_sample, prev_t)
+                    accepted = self.scheduler.accept_correction(move, proposal_logits, prev_t, generator=generator,
+                                                                **corrector)
+                    sample = torch.where(accepted.view(-1, *[1] * len(shape)), move.prev_sample, sample)
+                    logits = torch.where(accepted.view(-1, *[1] * (len(shape) + 1)), proposal_logits, logits)
 
             if callback_on_step_end is not None:
                 step_tensors = {"sample": sample}
@@ -320,6 +362,7 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
                             f"{tuple(sample.shape)}: got {got} at step {i} (t={t})"
                         )
                     sample = new_sample.to(self.device)
+                    logits = None
             if return_chain:
                 chain.append(sample)
 

@@ -1,2 +1,7 @@
-from .scheduling_multinomial import MultinomialLossOutput, MultinomialScheduler, MultinomialSchedulerOutput
+from .scheduling_multinomial import (
+    MultinomialCorrectorOutput,
+    MultinomialLossOutput,
+    MultinomialScheduler,
+    MultinomialSchedulerOutput,
+)
 from .timestep_sampler import ImportanceTimestepSampler

@@ -34,6 +34,29 @@ class MultinomialSchedulerOutput(BaseOutput):
 
 
 @dataclass
+class MultinomialCorrectorOutput(BaseOutput):
+    """
+    Output of [`MultinomialScheduler.step_correct`]: a proposed corrector move, to be settled by
+    [`MultinomialScheduler.accept_correction`] once the denoiser has seen it.
+
+    Args:
+        prev_sample (`torch.LongTensor` of shape `(batch_size, ...)`):
+            The proposal: the sample with the chosen positions resampled.
+        positions (`torch.LongTensor` of shape `(batch_size, num_positions)`):
+            The resampled positions, as indices into the flattened non-batch dimensions.
+        log_selection (`torch.FloatTensor` of shape `(batch_size,)`, *optional*):
+            With one position per move, the log-probability with which the current sample chose it; None otherwise.
+        has_candidates (`torch.BoolTensor` of shape `(batch_size,)`):
+            False for an example with no position it may resample (its proposal is the sample itself).
+    """
+
+    prev_sample: torch.LongTensor
+    positions: torch.LongTensor
+    log_selection: Optional[torch.FloatTensor]
+    has_candidates: torch.BoolTensor
+
+
+@dataclass
 class MultinomialLossOutput(BaseOutput):
     """
     Output of [`MultinomialScheduler.compute_loss_terms`], each of shape `(batch_size,)` in nats.
@@ -73,6 +96,13 @@ def cosine_log_alpha_bar(num_train_timesteps: int, s: float = 0.008) -> np.ndarr
 def _is_integer(value) -> bool:
     """A Python or numpy integer, and not a bool (which Python counts as an int)."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_positive_real(name: str, value) -> None:
+    """A positive finite real number (an int or float, not a bool, NaN or inf)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) or \
+            not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
 
 
 def _preview(values: torch.Tensor, limit: int = 6) -> str:
@@ -962,6 +992,7 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
         sample: torch.LongTensor,
         generator: Optional[torch.Generator] = None,
         return_dict: bool = True,
+        temperature: float = 1.0,
     ) -> Union[MultinomialSchedulerOutput, Tuple]:
         """
         Draw the sample at the next timestep of `self.timesteps` from p(x_prev | x_t).
@@ -981,6 +1012,9 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
                 A random number generator for the draw.
             return_dict (`bool`, defaults to `True`):
                 Whether or not to return a [`MultinomialSchedulerOutput`] or `tuple`.
+            temperature (`float`, defaults to 1.0):
+                Divides the logits before x0_hat = softmax(logits / temperature): below 1 sharpens the prediction of
+                x_0, above 1 flattens it. Any value other than 1 leaves the model's reverse process (and its bound).
 
         Returns:
             [`MultinomialSchedulerOutput`] or `tuple`:
@@ -989,8 +1023,10 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
 
         Raises:
             ValueError: If `timestep` is not one of `self.timesteps` (a fractional one is refused, not truncated), a
-                shape does not match, `sample` holds an id out of range, or `model_output` holds NaN or inf.
+                shape does not match, `sample` holds an id out of range, `model_output` holds NaN or inf, or
+                `temperature` is not a positive finite number.
         """
+        _check_positive_real("temperature", temperature)
         timestep = self._check_scalar_timestep(timestep)
         prev_t = self.previous_timestep(timestep)
         self._check_log_probs(None, model_output, "model_output")
@@ -1001,9 +1037,180 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
         self._check_finite_logits(checks, model_output, "model_output", timestep)
         checks.run()
 
-        log_x_start = F.log_softmax(model_output, dim=1)
+        log_x_start = F.log_softmax(model_output if temperature == 1.0 else model_output / temperature, dim=1)
         prev_sample = self._sample_posterior_class_ids(log_x_start, sample, timestep, prev_t, generator)
 
         if not return_dict:
             return (prev_sample, log_x_start)
         return MultinomialSchedulerOutput(prev_sample=prev_sample, pred_original_sample=log_x_start)
+
+    # ------------------------------------------------------------------ corrector
+
+    def _loo_log_conditional(self, logits: torch.Tensor, t: int, sample: torch.LongTensor) -> torch.Tensor:
+        """
+        log p_t(x^l = k | x^{-l}) `(B, K, N)` for logits `(B, K, N)` over x_0 at the sample `(B, N)` at index t.
+
+        Given x_0^l, x_t^l is independent of the other positions, so p_t(x^l | x^{-l}) = sum_j p(x_0^l = j | x^{-l})
+        q(x^l | x_0^l = j) = Cat(x^l | alpha_bar_t x0_loo + (1 - alpha_bar_t) / K), where x0_loo = p(x_0^l | x^{-l}) is
+        the leave-one-out prediction. The denoiser conditions on x^l too: its x0_hat is proportional to x0_loo times
+        q(x^l | x_0^l), which at x_0^l = x^l is 1 + K alpha_bar_t / (1 - alpha_bar_t) times larger than elsewhere, so
+        x0_loo = softmax(logits - log(1 + K alpha_bar_t / (1 - alpha_bar_t)) [k = x^l]) (arXiv 2605.22765, eq. 13,
+        for any schedule). The log-odds log(K alpha_bar_t / (1 - alpha_bar_t)) is `jump_rho` of the float64 table.
+        """
+        log_odds = float(self._loss_table64[t, _LOSS_COLUMNS.index("jump_rho")])
+        shift = float(np.logaddexp(0.0, log_odds))
+        index = sample.unsqueeze(1)
+        loo = logits.scatter_add(1, index, torch.full(index.shape, -shift, dtype=logits.dtype, device=logits.device))
+        log_keep = float(self._tables64["log_cumprod_alpha"][t + 1])
+        log_noise = float(self._tables64["log_1_min_cumprod_alpha"][t + 1]) - math.log(self.num_classes)
+        return torch.logaddexp(F.log_softmax(loo, dim=1) + log_keep, torch.full_like(loo, log_noise))
+
+    def loo_log_conditional(
+        self, model_output: torch.FloatTensor, timestep: Union[int, torch.Tensor], sample: torch.LongTensor
+    ) -> torch.FloatTensor:
+        """
+        The one-coordinate conditionals log p_t(x^l = k | x^{-l}) of the marginal at `timestep`, from the denoiser's
+        logits at `sample`: exact when the denoiser is (see `_loo_log_conditional`).
+
+        Args:
+            model_output (`torch.FloatTensor` of shape `(B, K, ...)`): the denoiser's logits at `sample`, finite.
+            timestep (`int`): the timestep index of `sample`, in `[0, T)`.
+            sample (`torch.LongTensor` of shape `(B, ...)`): class ids.
+
+        Returns:
+            `torch.FloatTensor` of shape `(B, K, ...)`, normalised over the classes.
+        """
+        timestep, logits, ids = self._check_corrector_inputs(model_output, timestep, sample)
+        return self._loo_log_conditional(logits, timestep, ids).view_as(model_output)
+
+    @staticmethod
+    def check_sampler_options(temperature: float = 1.0, selection_tau: float = 1.0) -> None:
+        """Raise a ValueError naming the value unless `temperature` (of `step`) and `selection_tau` (of the corrector)
+        are positive finite numbers: for a pipeline, before it starts sampling."""
+        _check_positive_real("temperature", temperature)
+        _check_positive_real("selection_tau", selection_tau)
+
+    def _check_corrector_inputs(self, model_output, timestep, sample, resample_mask=None):
+        timestep = self._check_scalar_timestep(timestep)
+        self._check_log_probs(None, model_output, "model_output")
+        checks = _Checks()
+        self._check_indices(checks, sample, "sample")
+        if model_output.shape[0] != sample.shape[0] or model_output.shape[2:] != sample.shape[1:]:
+            raise ValueError(f"model_output shape {tuple(model_output.shape)} does not match sample shape {tuple(sample.shape)}")
+        if resample_mask is not None and (not torch.is_tensor(resample_mask) or resample_mask.dtype != torch.bool
+                                          or resample_mask.shape != sample.shape):
+            got = f"{resample_mask.dtype} tensor of shape {tuple(resample_mask.shape)}" if torch.is_tensor(
+                resample_mask) else type(resample_mask).__name__
+            raise ValueError(f"resample_mask must be a bool tensor of the sample's shape {tuple(sample.shape)}, got {got}")
+        self._check_finite_logits(checks, model_output, "model_output", timestep)
+        checks.run()
+        batch = sample.shape[0]
+        logits = model_output.reshape(batch, self.num_classes, -1)
+        if logits.dtype not in (torch.float32, torch.float64):
+            logits = logits.float()
+        return timestep, logits, sample.reshape(batch, -1).long()
+
+    def _selection_log_weights(self, log_conditional, selection_tau: float, resample_mask) -> torch.Tensor:
+        """log w_l(x) `(B, N)`: the least confident positions first, w = softmax_l(-max_k log p_t(x^l = k | x^{-l})
+        / tau) over the positions that may be resampled (-inf elsewhere)."""
+        scores = log_conditional.amax(dim=1).neg_().div_(selection_tau)
+        if resample_mask is not None:
+            scores = scores.masked_fill(~resample_mask.reshape(scores.shape), -math.inf)
+        return F.log_softmax(scores, dim=1)
+
+    def step_correct(
+        self,
+        model_output: torch.FloatTensor,
+        timestep: Union[int, torch.Tensor],
+        sample: torch.LongTensor,
+        generator: Optional[torch.Generator] = None,
+        num_positions: int = 1,
+        selection_tau: float = 1.0,
+        resample_mask: Optional[torch.BoolTensor] = None,
+        return_dict: bool = True,
+    ) -> Union[MultinomialCorrectorOutput, Tuple]:
+        """
+        Propose one corrector move at `timestep`: choose the least confident positions of `sample` and resample them
+        from their one-coordinate conditionals `loo_log_conditional` (the leave-one-out corrector of
+        arXiv 2605.22765, for this scheduler's cosine schedule). The denoiser then scores the proposal and
+        `accept_correction` settles the move.
+
+        With `num_positions=1` the move is Metropolis-within-Gibbs: position l is chosen with probability w_l(x) (a
+        softmax of the positions' uncertainty, `selection_tau` its temperature), x^l is redrawn from
+        p_t(x^l | x^{-l}), and the proposal y is accepted with probability min(1, w_l(y) / w_l(x)). Since x and y
+        differ at l only, p_t(x) w_l(x) p_t(y^l | x^{-l}) min(1, w_l(y)/w_l(x)) is symmetric in x and y: the move
+        leaves the marginal p_t invariant when the denoiser is exact, whichever positions it prefers. With
+        `num_positions > 1` the positions are redrawn at once, each from a conditional that holds the others at
+        their old values, and every proposal is accepted: one denoiser call then corrects several positions, but the
+        move is exact only where the positions are independent given the rest.
+
+        Args:
+            model_output (`torch.FloatTensor` of shape `(B, K, ...)`): the denoiser's logits at `sample`, finite.
+            timestep (`int`): the timestep index of `sample`, in `[0, T)`.
+            sample (`torch.LongTensor` of shape `(B, ...)`): class ids.
+            generator (`torch.Generator`, *optional*): for the choice of positions and the draws.
+            num_positions (`int`, defaults to 1): positions resampled per move.
+            selection_tau (`float`, defaults to 1.0): the temperature of the choice; large values choose uniformly.
+            resample_mask (`torch.BoolTensor` of shape `(B, ...)`, *optional*): the positions that may be resampled
+                (e.g. not those a pipeline keeps fixed); default all.
+            return_dict (`bool`, defaults to `True`): return a [`MultinomialCorrectorOutput`] or a tuple.
+
+        Raises:
+            ValueError: For a timestep outside `[0, T)`, shapes that do not match, ids out of range, non-finite
+                logits, `num_positions` that is not a positive integer at most the number of positions, or a
+                `selection_tau` that is not a positive finite number.
+        """
+        timestep, logits, ids = self._check_corrector_inputs(model_output, timestep, sample, resample_mask)
+        if not _is_integer(num_positions) or not 1 <= num_positions <= ids.shape[1]:
+            raise ValueError(f"num_positions must be an integer in [1, {ids.shape[1]}] (the positions of a sample), "
+                             f"got {num_positions!r}")
+        _check_positive_real("selection_tau", selection_tau)
+        log_conditional = self._loo_log_conditional(logits, timestep, ids)
+        log_weights = self._selection_log_weights(log_conditional, selection_tau, resample_mask)
+        has_candidates = torch.isfinite(log_weights).any(dim=1)
+        # Examples without candidates get uniform weights, and their proposal is discarded below.
+        log_weights = torch.where(has_candidates.unsqueeze(1), log_weights, torch.zeros_like(log_weights))
+        keys = self._gumbel_like(log_weights, generator).add_(log_weights)
+        if resample_mask is not None:  # never a fixed position, even in a top-k larger than the candidates
+            keys = keys.masked_fill(~resample_mask.reshape(keys.shape) & has_candidates.unsqueeze(1), -math.inf)
+        positions = keys.topk(num_positions, dim=1).indices  # (B, k): a Gumbel-max draw when k = 1
+        chosen = log_conditional.gather(2, positions.unsqueeze(1).expand(-1, self.num_classes, -1))  # (B, K, k)
+        redrawn = self._sample_categorical(chosen, generator)
+        allowed = torch.isfinite(keys.gather(1, positions)) & has_candidates.unsqueeze(1)
+        proposal = ids.scatter(1, positions, torch.where(allowed, redrawn, ids.gather(1, positions)))
+        log_selection = log_weights.gather(1, positions).squeeze(1) if num_positions == 1 else None
+        proposal = proposal.view_as(sample)
+        if not return_dict:
+            return (proposal, positions, log_selection, has_candidates)
+        return MultinomialCorrectorOutput(prev_sample=proposal, positions=positions, log_selection=log_selection,
+                                          has_candidates=has_candidates)
+
+    def accept_correction(
+        self,
+        corrector_output: MultinomialCorrectorOutput,
+        model_output: torch.FloatTensor,
+        timestep: Union[int, torch.Tensor],
+        generator: Optional[torch.Generator] = None,
+        selection_tau: float = 1.0,
+        resample_mask: Optional[torch.BoolTensor] = None,
+    ) -> torch.BoolTensor:
+        """
+        Settle a move of `step_correct`: True where the proposal is accepted. With one position per move, the
+        Metropolis-Hastings test u < w_l(y) / w_l(x), w_l(y) from `model_output`, the denoiser's logits at the proposal
+        y; with several, every proposal is accepted (see `step_correct`). Examples without candidates are never
+        accepted (nothing changed). `selection_tau` and `resample_mask` must be those of the `step_correct` call.
+
+        Returns:
+            `torch.BoolTensor` of shape `(B,)`.
+        """
+        proposal = corrector_output.prev_sample
+        timestep, logits, ids = self._check_corrector_inputs(model_output, timestep, proposal, resample_mask)
+        _check_positive_real("selection_tau", selection_tau)
+        if corrector_output.log_selection is None:
+            return corrector_output.has_candidates.clone()
+        log_conditional = self._loo_log_conditional(logits, timestep, ids)
+        log_weights = self._selection_log_weights(log_conditional, selection_tau, resample_mask)
+        log_ratio = log_weights.gather(1, corrector_output.positions).squeeze(1) - corrector_output.log_selection
+        gen_device = generator.device if generator is not None else log_ratio.device
+        uniform = torch.rand(log_ratio.shape, generator=generator, device=gen_device, dtype=torch.float64)
+        return (uniform.to(log_ratio.device).log() < log_ratio.double()) & corrector_output.has_candidates
