@@ -16,23 +16,33 @@ import time
 # --------------------------------------------------------------------------- flag types
 # argparse turns an `ArgumentTypeError` into one line `hf-multinomial <command>: error: argument --flag: <message>`
 # (after the usage) and exit status 2, so the message need not repeat the flag.
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
+def _integer(minimum: int):
+    """An argparse type: an integer >= `minimum`."""
+    kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+
+    def check(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {kind}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {kind}, got {text!r}")
+        return value
+
+    return check
+
+
+_positive_int = _integer(1)
+_count = _integer(0)
 
 
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
     if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive, finite number of seconds, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a positive, finite number, got {text!r}")
     return value
 
 
@@ -328,10 +338,13 @@ def sample_command(args) -> dict:
     output_type = "np" if kind == "maps" else ("text" if model.vocabulary is not None else "pt")
     out = model(batch_size=args.num_samples, num_inference_steps=args.num_inference_steps, prefix=args.prefix,
                 output_type=output_type, return_chain=args.chain is not None,
-                generator=torch.Generator().manual_seed(args.seed), **known)
+                generator=torch.Generator().manual_seed(args.seed), temperature=args.temperature,
+                corrector_steps=args.corrector_steps, corrector_positions=args.corrector_positions, **known)
     samples = out.samples
     result = {"num_samples": args.num_samples,
-              "num_inference_steps": args.num_inference_steps or model.scheduler.config.num_train_timesteps}
+              "num_inference_steps": args.num_inference_steps or model.scheduler.config.num_train_timesteps,
+              "temperature": args.temperature, "corrector_steps": args.corrector_steps,
+              "corrector_positions": args.corrector_positions}
     if kind == "maps":
         if args.output is not None:
             make_grid(samples, palette=model.config.palette, scale=2).save(args.output)
@@ -440,6 +453,12 @@ def main(argv=None):
     sample.add_argument("--infill", default=None,
                         help="a template: its characters are kept, --mask-char positions (and the rest) generated")
     sample.add_argument("--mask-char", default="_", help="the unknown-character mark of --infill")
+    sample.add_argument("--temperature", type=_positive_float, default=1.0,
+                        help="divides the logits before each step (below 1: sharper); only 1 samples the bound's model")
+    sample.add_argument("--corrector-steps", type=_count, default=0,
+                        help="corrector moves after each step, one denoiser call each (default 0: ancestral only)")
+    sample.add_argument("--corrector-positions", type=_positive_int, default=1,
+                        help="positions redrawn per corrector move (1: exact Metropolis-within-Gibbs)")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--output", default=None, help="text lines, or for maps a PNG grid (default: print text)")
     sample.add_argument("--chain", default=None, help="the generation chain of the first samples as a PNG")

@@ -104,9 +104,31 @@ def test_bad_map_flags_are_one_error_line(map_model, tmp_path, capsys, flags, me
     (["--infill", "a_b", "--mask-char", "__"], r"--mask-char must be one character, got '__'"),
     (["--infill", "a_b", "--prefix", "a"], r"either --prefix or --infill"),
     (["--infill", "a_B"], r"'B'"),
+    (["--temperature", "0"], r"argument --temperature: must be a positive, finite number, got '0'"),
+    (["--temperature", "nan"], r"got 'nan'"),
+    (["--corrector-steps", "-1"], r"argument --corrector-steps: must be an integer >= 0, got '-1'"),
+    (["--corrector-steps", "1.5"], r"got '1.5'"),
+    (["--corrector-positions", "0"], r"argument --corrector-positions: must be a positive integer, got '0'"),
+    (["--corrector-steps", "1", "--corrector-positions", "25"], r"corrector_positions=25 exceeds the 24 positions"),
 ])
 def test_bad_text_flags_are_one_error_line(text_model, capsys, flags, message):
     import re
 
     status, _, err = run(capsys, "--model", text_model, *flags)
     assert status == 2 and "Traceback" not in err and re.search(message, err.strip().splitlines()[-1]), err
+
+
+def test_corrector_and_temperature_flags(text_model, capsys):
+    """The flags reach the pipeline: the same seed and flags give the same text, and the corrector changes it."""
+    base = ["--model", text_model, "--num-samples", 2, "--num-inference-steps", 4, "--seed", 1]
+    status, out, _ = run(capsys, *base, "--corrector-steps", 2, "--temperature", 0.7)
+    assert status == 0
+    result = json.loads(out.strip().splitlines()[-1])
+    assert (result["corrector_steps"], result["corrector_positions"], result["temperature"]) == (2, 1, 0.7)
+    pipe = DiscreteDiffusionPipeline.from_pretrained(text_model)
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(batch_size=2, num_inference_steps=4, generator=torch.Generator().manual_seed(1), corrector_steps=2,
+                    temperature=0.7).samples
+    assert result["samples"] == expected
+    plain = pipe(batch_size=2, num_inference_steps=4, generator=torch.Generator().manual_seed(1)).samples
+    assert plain != expected
