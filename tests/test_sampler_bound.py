@@ -192,3 +192,27 @@ def test_bad_prev_timesteps_are_refused():
                           (torch.tensor([1.5, 1.0]), "integer"), (7, r"prev_timesteps must lie")):
         with pytest.raises(ValueError, match=message):
             sched.compute_loss(logits, x0, x0, t, prev_timesteps=prev)
+
+
+def test_a_training_step_validates_its_inputs_in_two_host_syncs(monkeypatch):
+    """add_noise and the loss terms: one settled check each per micro-batch (the loss, the jump term and the prior
+    from one call; before, compute_loss, jump_to_start_nll and prior_kl each checked the same ids again)."""
+    from hf_multinomial.models import MultinomialTransformer
+    from hf_multinomial.schedulers import scheduling_multinomial
+    from hf_multinomial.training.diffusion import DiffusionObjective
+
+    sched = MultinomialScheduler(num_classes=27, num_train_timesteps=20)
+    model = MultinomialTransformer(num_classes=27, max_seq_len=16, hidden_size=16, num_layers=1, num_heads=2,
+                                   num_local_heads=1, local_window=2, num_train_timesteps=20)
+
+    class OneProcess:
+        def gather(self, tensors):
+            return tensors
+
+    runs = []
+    original = scheduling_multinomial._Checks.run
+    monkeypatch.setattr(scheduling_multinomial._Checks, "run", lambda self: (runs.append(1), original(self))[1])
+    objective = DiffusionObjective(sched, seed=0, aux_loss_weight=1.0)
+    batch = {"input_ids": torch.randint(27, (4, 16), generator=torch.Generator().manual_seed(0))}
+    loss, logs = objective(model, batch, OneProcess())
+    assert len(runs) == 2 and torch.isfinite(loss) and "x0_nll" in logs
