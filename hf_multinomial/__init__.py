@@ -4,6 +4,7 @@ __version__ = "0.2.0"
 
 from .data import CharVocabulary
 from .flows import ArgmaxFlowConfig, ArgmaxFlowModel, SegmentationFlowConfig, SegmentationFlowModel
+from .inference import InferenceDenoiser, cpu_features, prepare_for_inference, resolve_precision
 from .models import MultinomialTransformer, MultinomialTransformerOutput, SegmentationUNet, SegmentationUNetOutput
 from .pipelines import DiscreteDiffusionPipeline, DiscreteDiffusionPipelineOutput
 from .schedulers import ImportanceTimestepSampler, MultinomialScheduler, MultinomialSchedulerOutput

@@ -330,6 +330,7 @@ def sample_command(args) -> dict:
         raise ValueError(f"--output {args.output!r}: maps are written as a PNG grid; give a .png file")
     if args.chain is not None and not args.chain.lower().endswith(".png"):
         raise ValueError(f"--chain {args.chain!r}: the chain is written as a PNG; give a .png file")
+    precision = model.set_inference_precision(args.precision, compile=args.compile)
     known = {}
     if args.infill is not None:
         known_ids, known_mask = _infill_known_ids(args.infill, args.mask_char, model.vocabulary, args.num_samples,
@@ -344,7 +345,7 @@ def sample_command(args) -> dict:
     result = {"num_samples": args.num_samples,
               "num_inference_steps": args.num_inference_steps or model.scheduler.config.num_train_timesteps,
               "temperature": args.temperature, "corrector_steps": args.corrector_steps,
-              "corrector_positions": args.corrector_positions}
+              "corrector_positions": args.corrector_positions, "precision": precision, "compiled": args.compile}
     if kind == "maps":
         if args.output is not None:
             make_grid(samples, palette=model.config.palette, scale=2).save(args.output)
@@ -459,6 +460,10 @@ def main(argv=None):
                         help="corrector moves after each step, one denoiser call each (default 0: ancestral only)")
     sample.add_argument("--corrector-positions", type=_positive_int, default=1,
                         help="positions redrawn per corrector move (1: exact Metropolis-within-Gibbs)")
+    sample.add_argument("--precision", choices=["fp32", "bf16", "int8", "auto"], default="fp32",
+                        help="the denoiser's arithmetic: bf16 autocast, int8 linear layers, or auto (the fastest known "
+                             "for this CPU: int8 with VNNI, bf16 with AVX512-BF16/AMX, else fp32)")
+    sample.add_argument("--compile", action="store_true", help="run the denoiser through torch.compile")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--output", default=None, help="text lines, or for maps a PNG grid (default: print text)")
     sample.add_argument("--chain", default=None, help="the generation chain of the first samples as a PNG")

@@ -132,3 +132,21 @@ def test_corrector_and_temperature_flags(text_model, capsys):
     assert result["samples"] == expected
     plain = pipe(batch_size=2, num_inference_steps=4, generator=torch.Generator().manual_seed(1)).samples
     assert plain != expected
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8", "auto"])
+def test_precision_flag_samples_text_of_the_right_length(text_model, capsys, precision):
+    from hf_multinomial.inference import resolve_precision
+
+    status, out, err = run(capsys, "--model", text_model, "--num-samples", 2, "--num-inference-steps", 3,
+                           "--precision", precision)
+    assert status == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["precision"] == resolve_precision(precision, "cpu") and not result["compiled"]
+    assert len(result["samples"]) == 2 and all(len(text) == 24 for text in result["samples"])
+    assert set("".join(result["samples"])) <= set(CharVocabulary.text8().symbols)
+
+
+def test_bad_precision_is_one_error_line(text_model, capsys):
+    status, _, err = run(capsys, "--model", text_model, "--precision", "fp16")
+    assert status == 2 and "argument --precision: invalid choice: 'fp16'" in err and "Traceback" not in err

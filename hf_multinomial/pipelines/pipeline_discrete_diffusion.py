@@ -14,6 +14,7 @@ from transformers import PreTrainedTokenizerBase
 # diffusers resolves a pipeline's components only from modules that are already imported and that import
 # ModelMixin / SchedulerMixin by name: importing the component modules here is what makes from_pretrained work.
 from ..data.vocabulary import CharVocabulary  # noqa: F401
+from ..inference import InferenceDenoiser, prepare_for_inference
 from ..models.transformer_multinomial import MultinomialTransformer  # noqa: F401
 from ..models.unet_segmentation import SegmentationUNet  # noqa: F401
 from ..schedulers.scheduling_multinomial import MultinomialScheduler  # noqa: F401
@@ -105,6 +106,38 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
                 raise ValueError(f"palette must hold {num_classes} RGB colours with values in [0, 255], got {palette}")
         self.register_modules(denoiser=denoiser, scheduler=scheduler, vocabulary=vocabulary)
         self.register_to_config(palette=palette)
+        self._inference_denoiser: Optional[InferenceDenoiser] = None
+
+    def set_inference_precision(self, precision: str = "fp32", compile: bool = False) -> str:
+        """
+        Run the denoiser at `precision` when sampling, optionally compiled: "fp32" (the default), "bf16" (autocast),
+        "int8" (dynamic quantization of the linear layers, CPU only) or "auto" (the fastest known for this device and
+        CPU: see [`~hf_multinomial.inference.resolve_precision`]). The saved weights are untouched: `save_pretrained`
+        writes the fp32 model, and int8 quantizes a copy. Call it after `to(device)`; `set_inference_precision()`
+        restores plain fp32.
+
+        Returns:
+            `str`: the precision used ("auto" resolved).
+
+        Raises:
+            ValueError: For an unknown precision, a `compile` that is not a bool, or int8 off the CPU.
+        """
+        if precision == "fp32" and compile is False:
+            self._inference_denoiser = None
+            return "fp32"
+        self._inference_denoiser = prepare_for_inference(self.denoiser, precision, compile=compile)
+        return self._inference_denoiser.precision
+
+    def _sampling_denoiser(self):
+        """The module that denoises when sampling: the denoiser, or its `set_inference_precision` wrapper."""
+        wrapper = self._inference_denoiser
+        if wrapper is None:
+            return self.denoiser
+        if wrapper.device != self.device:
+            raise ValueError(f"The denoiser prepared by set_inference_precision({wrapper.precision!r}) is on "
+                             f"{wrapper.device} but the pipeline is on {self.device}: call set_inference_precision "
+                             f"again after to()")
+        return wrapper
 
     @classmethod
     def download(cls, pretrained_model_name: str, **kwargs) -> str:
@@ -310,9 +343,11 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
         sample = self.scheduler.sample_prior((batch_size, *shape), generator=generator, device=self.device)
         chain = [sample] if return_chain else None
 
+        denoiser = self._sampling_denoiser()
+
         def denoise(ids, t):
             timesteps = torch.full((batch_size,), t, dtype=torch.long, device=self.device)
-            logits = self.denoiser(ids, timesteps).sample.float()
+            logits = denoiser(ids, timesteps).sample.float()
             if special_ids:
                 logits[:, special_ids] = SUPPRESSED_LOGIT
             if known_mask is not None:
