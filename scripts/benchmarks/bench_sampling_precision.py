@@ -29,7 +29,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_text_diffusion import machine_info, print_table  # noqa: E402
+from benchmark_utils import machine_info, print_table  # noqa: E402
 
 NUM_CLASSES, SEQ_LEN, T_PAPER = 27, 256, 1000
 OPTIONS = ("fp32", "bf16", "int8", "fp32+compile", "best+compile")

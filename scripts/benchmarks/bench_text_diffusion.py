@@ -26,6 +26,9 @@ import time
 
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchmark_utils import machine_info, print_table  # noqa: E402
+
 CONFIGS = {
     # The paper's text8 model (Hoogeboom et al. 2021, Tables 6 and 7) = MultinomialTransformer() defaults.
     "paper": {},
@@ -48,37 +51,6 @@ def build(config_name, seed=0):
     model = MultinomialTransformer(num_classes=NUM_CLASSES, max_seq_len=SEQ_LEN, **CONFIGS[config_name])
     scheduler = MultinomialScheduler(num_classes=NUM_CLASSES, num_train_timesteps=model.config.num_train_timesteps)
     return model, scheduler
-
-
-def machine_info():
-    model_name = "unknown"
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                model_name = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return {
-        "cpu": model_name,
-        "cores": os.cpu_count(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "load_1min": round(os.getloadavg()[0], 2),
-    }
-
-
-def print_table(title, rows, columns):
-    print(f"\n### {title}\n")
-    print("| " + " | ".join(columns) + " |")
-    print("|" + "|".join("---" for _ in columns) + "|")
-    for row in rows:
-        cells = []
-        for c in columns:
-            v = row.get(c, "")
-            cells.append(f"{v:.4g}" if isinstance(v, float) else str(v))
-        print("| " + " | ".join(cells) + " |")
 
 
 def emit(name, rows, columns):

@@ -26,9 +26,7 @@ import contextlib
 import json
 import math
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +36,9 @@ from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from transformers import HfArgumentParser
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchmark_utils import machine_info, print_table  # noqa: E402
 
 START = time.monotonic()
 
@@ -128,17 +129,10 @@ def over_budget(args) -> bool:
 # ---------------------------------------------------------------------------------------------- 1. machine
 
 
-def machine_info(device: str) -> Dict[str, Any]:
-    info = {
-        "device": device,
-        "torch": torch.__version__,
-        "cuda_build": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "cpu_cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-    }
+def gpu_machine_info(device: str) -> Dict[str, Any]:
+    """`benchmark_utils.machine_info` plus the GPU, the CUDA and cuDNN builds and the package versions."""
+    info = {"device": device, **machine_info(), "cuda_build": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None}
     if device == "cuda":
         props = torch.cuda.get_device_properties(0)
         info.update(
@@ -155,13 +149,6 @@ def machine_info(device: str) -> Dict[str, Any]:
             info[package] = version(package.replace("_", "-"))
         except Exception:  # noqa: BLE001
             info[package] = None
-    try:
-        here = os.path.dirname(os.path.abspath(__file__))
-        commit = subprocess.run(["git", "-C", here, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                timeout=10)
-        info["git_commit"] = commit.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        info["git_commit"] = None
     return info
 
 
@@ -492,18 +479,6 @@ def measure_sampling(args, checks: Checks, preset: str, step_counts) -> List[Dic
 # ---------------------------------------------------------------------------------------------- output
 
 
-def print_table(title: str, rows: List[Dict[str, Any]], columns: List[str]) -> None:
-    print(f"\n### {title}\n")
-    print("| " + " | ".join(columns) + " |")
-    print("|" + "|".join("---" for _ in columns) + "|")
-    for row in rows:
-        cells = []
-        for c in columns:
-            v = row.get(c, "")
-            cells.append(f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v)))
-        print("| " + " | ".join(cells) + " |")
-
-
 def main() -> int:
     (args,) = HfArgumentParser(GpuCheckArguments).parse_args_into_dataclasses()
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -520,7 +495,7 @@ def main() -> int:
     batch_size = 4 if args.quick else 32
     step_counts = (10,) if args.quick else (1000, 100)
 
-    machine = machine_info(args.device)
+    machine = gpu_machine_info(args.device)
     log("machine: " + json.dumps(machine))
     print(f"## GPU check ({'quick, ' if args.quick else ''}device {args.device})\n")
     for key, value in machine.items():

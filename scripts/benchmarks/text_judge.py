@@ -48,6 +48,9 @@ from transformers.utils import logging as transformers_logging
 from hf_multinomial.data import CharVocabulary, bundled_text8_path, split_boundaries
 from hf_multinomial.data.text import read_text_bytes
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchmark_utils import machine_info, print_table  # noqa: E402
+
 
 # The default judge: 2 layers of width 128, context BOS + 128 characters, no dropout (the budget is far below one
 # pass over the training split). Measured on 2 shared cores: with a context of 256 the loss sat on a plateau near
@@ -392,27 +395,6 @@ def score_texts(model: GPT2LMHeadModel, texts: Sequence[str], vocabulary: CharVo
 # ---------------------------------------------------------------------------------------------- the command line
 
 
-def machine_info() -> dict:
-    """CPU model, the flags that decide the matmul kernels, torch's CPU capability, threads and load."""
-    model_name, flags = "unknown", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and model_name == "unknown":
-                    model_name = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
-    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
-    return {
-        "cpu": model_name, "cores": os.cpu_count(), "cpu_flags": [f for f in wanted if f in flags],
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
-        "torch": torch.__version__, "load_1min": round(os.getloadavg()[0], 2),
-    }
-
-
 @dataclass
 class TrainArguments:
     output_dir: str = field(metadata={"help": "Where the judge is saved (save_pretrained, safetensors)."})
@@ -479,13 +461,6 @@ def read_samples(path: str) -> list[str]:
     return lines
 
 
-def print_table(rows: list[dict], columns: list[str]) -> None:
-    print("| " + " | ".join(columns) + " |")
-    print("|" + "|".join("---" for _ in columns) + "|")
-    for row in rows:
-        print("| " + " | ".join(f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in columns) + " |")
-
-
 def run_train(args: TrainArguments) -> dict:
     splits = bundled_splits()
     began = time.perf_counter()
@@ -509,7 +484,7 @@ def run_train(args: TrainArguments) -> dict:
           f"{machine['threads']} threads)")
     print(f"Judge validation bpc: {validation_bpc:.4f} ({info['validation_characters']} characters of the bundled "
           f"validation split, after {info['steps']} steps / {info['train_time_s']} s)\n")
-    print_table([row], ["steps", "parameters", "train_time_s", "validation_bpc", "unigram_entropy_train", "wall_time_s"])
+    print_table(None, [row], ["steps", "parameters", "train_time_s", "validation_bpc", "unigram_entropy_train", "wall_time_s"])
     print(json.dumps({"benchmark": "text_judge_train", "machine": machine, "rows": [row]}))
     return row
 
@@ -528,7 +503,7 @@ def run_score(args: ScoreArguments) -> dict:
     }
     machine = machine_info()
     print(f"\nCPU capability: {machine['cpu_capability']} ({machine['cpu']}, flags {' '.join(machine['cpu_flags'])})\n")
-    print_table([row], ["samples", "num_samples", "num_characters", "judge_bpc", "unigram_entropy",
+    print_table(None, [row], ["samples", "num_samples", "num_characters", "judge_bpc", "unigram_entropy",
                         "judge_validation_bpc"])
     print(json.dumps({"benchmark": "text_judge_score", "machine": machine, "judge": args.judge,
                       "rows": [{**row, "per_sample_bpc": scores["per_sample_bpc"]}]}))
