@@ -340,7 +340,8 @@ def sample_command(args) -> dict:
     out = model(batch_size=args.num_samples, num_inference_steps=args.num_inference_steps, prefix=args.prefix,
                 output_type=output_type, return_chain=args.chain is not None,
                 generator=torch.Generator().manual_seed(args.seed), temperature=args.temperature,
-                corrector_steps=args.corrector_steps, corrector_positions=args.corrector_positions, **known)
+                corrector_steps=args.corrector_steps, corrector_positions=args.corrector_positions,
+                corrector_selection_tau=args.corrector_selection_tau, **known)
     samples = out.samples
     result = {"num_samples": args.num_samples,
               "num_inference_steps": args.num_inference_steps or model.scheduler.config.num_train_timesteps,
@@ -460,6 +461,8 @@ def main(argv=None):
                         help="corrector moves after each step, one denoiser call each (default 0: ancestral only)")
     sample.add_argument("--corrector-positions", type=_positive_int, default=1,
                         help="positions redrawn per corrector move (1: exact Metropolis-within-Gibbs)")
+    sample.add_argument("--corrector-selection-tau", type=_positive_float, default=1.0,
+                        help="how strongly a corrector move prefers uncertain positions (large: uniform choice)")
     sample.add_argument("--precision", choices=["fp32", "bf16", "int8", "auto"], default="fp32",
                         help="the denoiser's arithmetic: bf16 autocast, int8 linear layers, or auto (the fastest known "
                              "for this CPU: int8 with VNNI, bf16 with AVX512-BF16/AMX, else fp32)")

@@ -115,9 +115,10 @@ def test_exact_reversal_bound_is_the_log_likelihood_at_every_S(T):
         np.testing.assert_allclose(exact_bound(model_fn, sched, x0, S), nll, rtol=1e-9, atol=1e-9, err_msg=f"S={S}")
 
 
-def test_bound_of_a_wrong_model_is_above_the_log_likelihood_and_the_draws_average_to_it():
-    """For a model that depends on x_t (random logits per state), the S-step bound exceeds -log p(x_0) of the exact
-    reversal, and the sampled bound and the one-step estimate are unbiased for the enumerated expectation."""
+def test_the_sampled_bound_and_its_estimate_average_to_the_enumerated_one():
+    """For a model that depends on x_t (random logits per state), the sampled S-step bound and its one-step estimate
+    are unbiased for the enumerated expectation: 12 comparisons at 5 standard errors (a false alarm below 1e-5 with
+    fixed seeds, so the test is deterministic)."""
     K, L, T = 3, 2, 30
     rng = np.random.default_rng(5)
     pi, _ = product_model(K, L, rng)
@@ -156,7 +157,7 @@ def test_full_S_is_the_full_bound_with_the_same_draws():
     assert torch.equal(full, at_t)
     est = negative_elbo_estimate(model_fn, sched, x0, torch.Generator().manual_seed(3))
     est_t = negative_elbo_estimate(model_fn, sched, x0, torch.Generator().manual_seed(3), num_inference_steps=T)
-    torch.testing.assert_close(est, est_t, rtol=1e-6, atol=1e-5)
+    assert torch.equal(est, est_t)  # the same draws and the same tabulated rows
     # another S is another bound (not a relabelled full one)
     assert not torch.allclose(negative_elbo(model_fn, sched, x0, torch.Generator().manual_seed(0), 8, 5), full)
 

@@ -300,7 +300,8 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
                 sampler.
             corrector_positions (`int`, defaults to 1): positions redrawn per move. 1 is an exact Metropolis-within-
                 Gibbs move (it leaves the marginal at that timestep invariant when the denoiser is exact); more
-                positions correct more per call but are exact only for positions independent given the rest.
+                positions correct more per call but are a heuristic, exact only for data with independent positions.
+                The moves aim at the untempered model: `temperature` applies to the ancestral steps only.
             corrector_selection_tau (`float`, defaults to 1.0): how strongly a move prefers the least confident
                 positions (the temperature of its choice; large values choose uniformly).
 
@@ -369,13 +370,14 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
                 for _ in range(corrector_steps):
                     move = self.scheduler.step_correct(logits, prev_t, sample, generator=generator,
                                                        num_positions=corrector_positions, **corrector)
-                    proposal_logits = denoise(move.prev_sample, prev_t)
+                    proposal_logits = denoise(move.proposal, prev_t)
                     accepted = self.scheduler.accept_correction(move, proposal_logits, prev_t, generator=generator,
                                                                 **corrector)
-                    sample = torch.where(accepted.view(-1, *[1] * len(shape)), move.prev_sample, sample)
+                    sample = torch.where(accepted.view(-1, *[1] * len(shape)), move.proposal, sample)
                     logits = torch.where(accepted.view(-1, *[1] * (len(shape) + 1)), proposal_logits, logits)
 
             if callback_on_step_end is not None:
+                logits = None  # the callback may change the sample, also in place
                 step_tensors = {"sample": sample}
                 callback_kwargs = {name: step_tensors[name] for name in callback_on_step_end_tensor_inputs}
                 callback_outputs = callback_on_step_end(self, i, t, callback_kwargs)
@@ -397,7 +399,6 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
                             f"{tuple(sample.shape)}: got {got} at step {i} (t={t})"
                         )
                     sample = new_sample.to(self.device)
-                    logits = None
             if return_chain:
                 chain.append(sample)
 

@@ -40,8 +40,8 @@ class MultinomialCorrectorOutput(BaseOutput):
     [`MultinomialScheduler.accept_correction`] once the denoiser has seen it.
 
     Args:
-        prev_sample (`torch.LongTensor` of shape `(batch_size, ...)`):
-            The proposal: the sample with the chosen positions resampled.
+        proposal (`torch.LongTensor` of shape `(batch_size, ...)`):
+            The sample with the chosen positions redrawn, at the same timestep.
         positions (`torch.LongTensor` of shape `(batch_size, num_positions)`):
             The resampled positions, as indices into the flattened non-batch dimensions.
         log_selection (`torch.FloatTensor` of shape `(batch_size,)`, *optional*):
@@ -50,7 +50,7 @@ class MultinomialCorrectorOutput(BaseOutput):
             False for an example with no position it may resample (its proposal is the sample itself).
     """
 
-    prev_sample: torch.LongTensor
+    proposal: torch.LongTensor
     positions: torch.LongTensor
     log_selection: Optional[torch.FloatTensor]
     has_candidates: torch.BoolTensor
@@ -1051,26 +1051,26 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
         log p_t(x^l = k | x^{-l}) `(B, K, N)` for logits `(B, K, N)` over x_0 at the sample `(B, N)` at index t.
 
         Given x_0^l, x_t^l is independent of the other positions, so p_t(x^l | x^{-l}) = sum_j p(x_0^l = j | x^{-l})
-        q(x^l | x_0^l = j) = Cat(x^l | alpha_bar_t x0_loo + (1 - alpha_bar_t) / K), where x0_loo = p(x_0^l | x^{-l}) is
-        the leave-one-out prediction. The denoiser conditions on x^l too: its x0_hat is proportional to x0_loo times
-        q(x^l | x_0^l), which at x_0^l = x^l is 1 + K alpha_bar_t / (1 - alpha_bar_t) times larger than elsewhere, so
-        x0_loo = softmax(logits - log(1 + K alpha_bar_t / (1 - alpha_bar_t)) [k = x^l]) (arXiv 2605.22765, eq. 13,
-        for any schedule). The log-odds log(K alpha_bar_t / (1 - alpha_bar_t)) is `jump_rho` of the float64 table.
+        q(x^l | x_0^l = j) = Cat(x^l | alpha_bar_t x0_loo + (1 - alpha_bar_t) / K), where x0_loo = p(x_0^l | x^{-l})
+        is the leave-one-out prediction. In this scheduler's parametrisation the denoiser's x0_hat already is x0_loo:
+        the reverse step p(x_prev | x_t) ~ q(x_t | x_prev) (c x0_hat + u) counts the evidence of x_t^l through
+        q(x_t | x_prev), and the true reversal has that form exactly with x0_hat = p(x_0^l | x_t^{-l}) (the model that
+        predicts the data marginal is the exact reversal for independent positions). A denoiser that predicts the full
+        posterior p(x_0^l | x_t), as in arXiv 2605.22765, would need the evidence of x^l divided out first (their eq.
+        13); the minimiser of `compute_loss` and `jump_to_start_nll` does not.
         """
-        log_odds = float(self._loss_table64[t, _LOSS_COLUMNS.index("jump_rho")])
-        shift = float(np.logaddexp(0.0, log_odds))
-        index = sample.unsqueeze(1)
-        loo = logits.scatter_add(1, index, torch.full(index.shape, -shift, dtype=logits.dtype, device=logits.device))
         log_keep = float(self._tables64["log_cumprod_alpha"][t + 1])
         log_noise = float(self._tables64["log_1_min_cumprod_alpha"][t + 1]) - math.log(self.num_classes)
-        return torch.logaddexp(F.log_softmax(loo, dim=1) + log_keep, torch.full_like(loo, log_noise))
+        log_x0 = F.log_softmax(logits, dim=1)
+        return torch.logaddexp(log_x0 + log_keep, torch.full_like(log_x0, log_noise))
 
     def loo_log_conditional(
         self, model_output: torch.FloatTensor, timestep: Union[int, torch.Tensor], sample: torch.LongTensor
     ) -> torch.FloatTensor:
         """
         The one-coordinate conditionals log p_t(x^l = k | x^{-l}) of the marginal at `timestep`, from the denoiser's
-        logits at `sample`: exact when the denoiser is (see `_loo_log_conditional`).
+        logits at `sample`: alpha_bar_t x0_hat + (1 - alpha_bar_t) / K, exact when the denoiser is the minimiser of
+        `compute_loss` (see `_loo_log_conditional`).
 
         Args:
             model_output (`torch.FloatTensor` of shape `(B, K, ...)`): the denoiser's logits at `sample`, finite.
@@ -1142,7 +1142,8 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
         leaves the marginal p_t invariant when the denoiser is exact, whichever positions it prefers. With
         `num_positions > 1` the positions are redrawn at once, each from a conditional that holds the others at
         their old values, and every proposal is accepted: one denoiser call then corrects several positions, but the
-        move is exact only where the positions are independent given the rest.
+        move is exact only for data whose positions are independent (then no conditional and no choice of positions
+        depends on the state); in general it is a heuristic.
 
         Args:
             model_output (`torch.FloatTensor` of shape `(B, K, ...)`): the denoiser's logits at `sample`, finite.
@@ -1182,7 +1183,7 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
         proposal = proposal.view_as(sample)
         if not return_dict:
             return (proposal, positions, log_selection, has_candidates)
-        return MultinomialCorrectorOutput(prev_sample=proposal, positions=positions, log_selection=log_selection,
+        return MultinomialCorrectorOutput(proposal=proposal, positions=positions, log_selection=log_selection,
                                           has_candidates=has_candidates)
 
     def accept_correction(
@@ -1195,7 +1196,7 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
         resample_mask: Optional[torch.BoolTensor] = None,
     ) -> torch.BoolTensor:
         """
-        Settle a move of `step_correct`: True where the proposal is accepted. With one position per move, the
+        Settle a move of `step_correct` (its output, or its tuple): True where the proposal is accepted. With one position per move, the
         Metropolis-Hastings test u < w_l(y) / w_l(x), w_l(y) from `model_output`, the denoiser's logits at the proposal
         y; with several, every proposal is accepted (see `step_correct`). Examples without candidates are never
         accepted (nothing changed). `selection_tau` and `resample_mask` must be those of the `step_correct` call.
@@ -1203,7 +1204,9 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
         Returns:
             `torch.BoolTensor` of shape `(B,)`.
         """
-        proposal = corrector_output.prev_sample
+        if isinstance(corrector_output, tuple):  # step_correct(..., return_dict=False)
+            corrector_output = MultinomialCorrectorOutput(*corrector_output)
+        proposal = corrector_output.proposal
         timestep, logits, ids = self._check_corrector_inputs(model_output, timestep, proposal, resample_mask)
         _check_positive_real("selection_tau", selection_tau)
         if corrector_output.log_selection is None:
