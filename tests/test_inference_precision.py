@@ -5,7 +5,10 @@ No timing assertions: which precision is fast depends on the CPU, and these test
 ones included, where bf16 is slow but correct)."""
 
 import math
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -209,18 +212,40 @@ def _compile_unusable_reason():
         torch.compile(lambda x: x * 2 + 1)(torch.ones(3))
     except Exception as error:  # noqa: BLE001 (any failure of the probe means compile is unusable here)
         return f"torch.compile does not work on this machine: {type(error).__name__}: {str(error)[:200]}"
+    # A failing compile can take the process down rather than raise: with oneDNN capped below the CPU's ISA
+    # (ONEDNN_MAX_CPU_ISA=AVX2 on an AVX512 CPU, to emulate an AVX2 machine) torch 2.13's inductor corrupts the heap
+    # compiling these models. So the two models are first compiled and run in a child process.
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]);"
+        "from test_inference_precision import tiny_transformer, tiny_unet, inputs_for;"
+        "from hf_multinomial.inference import prepare_for_inference;"
+        "[prepare_for_inference(m.eval(), 'fp32', compile=True)(*inputs_for(m)) for m in (tiny_transformer(), tiny_unet())]"
+    )
+    child = subprocess.run([sys.executable, "-c", probe, os.path.dirname(os.path.abspath(__file__))],
+                           capture_output=True, text=True, timeout=600)
+    if child.returncode != 0:
+        last = (child.stderr.strip().splitlines() or ["no output"])[-1]
+        return (f"torch.compile of the test models failed in a child process (exit status {child.returncode}: "
+                f"{last[:200]}); the environment caps: ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA')}, "
+                f"ATEN_CPU_CAPABILITY={os.environ.get('ATEN_CPU_CAPABILITY')}")
     return None
 
 
 @pytest.fixture(scope="module")
-def compile_usable():
-    reason = _compile_unusable_reason()
-    if reason:
-        pytest.skip(reason)
+def compile_usable(tmp_path_factory):
+    # A fresh inductor cache for this run (the child's too): a kernel cached by a process that crashed, or compiled
+    # under other oneDNN / ATen ISA caps, was seen to abort a later process here (heap corruption), so no compiled
+    # artifact is reused across runs or environments.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path_factory.mktemp("inductor_cache")))
+        reason = _compile_unusable_reason()
+        if reason:
+            pytest.skip(reason)
+        yield
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # torch's inductor import
-@pytest.mark.slow  # compiling takes about 10 to 40 s per model here (less with a warm inductor cache)
+@pytest.mark.slow  # compiling takes about 10 to 40 s per model here (a cold inductor cache each run)
 @pytest.mark.parametrize("build", [tiny_transformer, tiny_unet], ids=["transformer", "unet"])
 def test_compiled_fp32_matches_eager(compile_usable, build):
     model = build()
