@@ -333,20 +333,17 @@ def prepare_for_inference(
         ValueError: For an unknown precision, a `compile` that is not a bool, an unknown device or one the denoiser is
             not on, or "int8" on a device other than the CPU; the message names the value.
     """
-    _check_precision_name(precision)
-    if not isinstance(compile, bool):
-        raise ValueError(f"compile must be True or False, got {compile!r}")
     if not isinstance(denoiser, torch.nn.Module):
         raise ValueError(f"denoiser must be a torch.nn.Module, got {type(denoiser).__name__}")
-    model_device = _module_device(denoiser)
-    device = model_device if device is None else _as_device(device)
-    resolved = resolve_precision(precision, device)
-    if device.type != model_device.type or (device.index is not None and device != model_device):
-        raise ValueError(
-            f"device={str(device)!r} but the denoiser is on {str(model_device)!r}: move it first with "
-            f"denoiser.to({str(device)!r})"
-        )
-    return InferenceDenoiser(denoiser, resolved, compile=compile)
+    if device is not None:
+        device, model_device = _as_device(device), _module_device(denoiser)
+        if device.type != model_device.type or (device.index is not None and device != model_device):
+            raise ValueError(
+                f"device={str(device)!r} but the denoiser is on {str(model_device)!r}: move it first with "
+                f"denoiser.to({str(device)!r})"
+            )
+    # The wrapper checks the precision and `compile`, and resolves "auto" for the denoiser's (= `device`'s) device.
+    return InferenceDenoiser(denoiser, precision, compile=compile)
 
 
 __all__ = [

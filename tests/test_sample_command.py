@@ -110,6 +110,8 @@ def test_bad_map_flags_are_one_error_line(map_model, tmp_path, capsys, flags, me
     (["--corrector-steps", "1.5"], r"got '1.5'"),
     (["--corrector-positions", "0"], r"argument --corrector-positions: must be a positive integer, got '0'"),
     (["--corrector-steps", "1", "--corrector-positions", "25"], r"corrector_positions=25 exceeds the 24 positions"),
+    (["--corrector-selection-tau", "0"], r"argument --corrector-selection-tau: must be a positive, finite number"),
+    (["--corrector-selection-tau", "inf"], r"got 'inf'"),
 ])
 def test_bad_text_flags_are_one_error_line(text_model, capsys, flags, message):
     import re

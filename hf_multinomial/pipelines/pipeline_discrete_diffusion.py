@@ -364,7 +364,7 @@ class DiscreteDiffusionPipeline(DiffusionPipeline):
                 logits = denoise(sample, t)
             sample = self.scheduler.step(logits, t, sample, generator=generator, temperature=temperature).prev_sample
             logits = None
-            prev_t = steps[i + 1] if i + 1 < len(steps) else -1
+            prev_t = self.scheduler.previous_timestep(t)
             if corrector_steps and prev_t >= 0:
                 logits = denoise(sample, prev_t)
                 for _ in range(corrector_steps):

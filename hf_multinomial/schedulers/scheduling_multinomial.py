@@ -1029,13 +1029,7 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
         _check_positive_real("temperature", temperature)
         timestep = self._check_scalar_timestep(timestep)
         prev_t = self.previous_timestep(timestep)
-        self._check_log_probs(None, model_output, "model_output")
-        checks = _Checks()
-        self._check_indices(checks, sample, "sample")
-        if model_output.shape[0] != sample.shape[0] or model_output.shape[2:] != sample.shape[1:]:
-            raise ValueError(f"model_output shape {tuple(model_output.shape)} does not match sample shape {tuple(sample.shape)}")
-        self._check_finite_logits(checks, model_output, "model_output", timestep)
-        checks.run()
+        self._check_step_inputs(model_output, timestep, sample)
 
         log_x_start = F.log_softmax(model_output if temperature == 1.0 else model_output / temperature, dim=1)
         prev_sample = self._sample_posterior_class_ids(log_x_start, sample, timestep, prev_t, generator)
@@ -1090,8 +1084,10 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
         _check_positive_real("temperature", temperature)
         _check_positive_real("selection_tau", selection_tau)
 
-    def _check_corrector_inputs(self, model_output, timestep, sample, resample_mask=None):
-        timestep = self._check_scalar_timestep(timestep)
+    def _check_step_inputs(self, model_output, timestep: int, sample, resample_mask=None) -> None:
+        """The tensors of `step` and of the corrector (one host sync): logits `(B, K, ...)` that are finite, class ids of
+        the matching shape `(B, ...)`, and a bool `resample_mask` of the sample's shape. `timestep`, already
+        validated, names the step in an error."""
         self._check_log_probs(None, model_output, "model_output")
         checks = _Checks()
         self._check_indices(checks, sample, "sample")
@@ -1104,6 +1100,12 @@ class MultinomialScheduler(SchedulerMixin, ConfigMixin):
             raise ValueError(f"resample_mask must be a bool tensor of the sample's shape {tuple(sample.shape)}, got {got}")
         self._check_finite_logits(checks, model_output, "model_output", timestep)
         checks.run()
+
+    def _check_corrector_inputs(self, model_output, timestep, sample, resample_mask=None):
+        """`_check_step_inputs` for any timestep in [0, T); returns it with the logits `(B, K, N)` (float32 or
+        float64) and the ids `(B, N)` flattened over the positions."""
+        timestep = self._check_scalar_timestep(timestep)
+        self._check_step_inputs(model_output, timestep, sample, resample_mask)
         batch = sample.shape[0]
         logits = model_output.reshape(batch, self.num_classes, -1)
         if logits.dtype not in (torch.float32, torch.float64):

@@ -34,7 +34,7 @@ from hf_multinomial.data import load_bundled_text8
 from hf_multinomial.evaluation import bits_per_unit, diffusion_negative_elbo
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchmark_utils import machine_info  # noqa: E402
+from benchmark_utils import machine_info, print_table  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("text_judge", os.path.join(os.path.dirname(__file__), "text_judge.py"))
 text_judge = importlib.util.module_from_spec(_spec)
@@ -65,7 +65,9 @@ def main(argv=None) -> dict:
     (arguments,) = HfArgumentParser(Arguments).parse_args_into_dataclasses(argv)
     for name in ("eval_sequences", "num_samples", "corrector_positions"):
         if getattr(arguments, name) < 1:
-            raise SystemExit(f"error: --{name} must be a positive integer, got {getattr(arguments, name)}")
+            raise ValueError(f"--{name} must be a positive integer, got {getattr(arguments, name)}")
+    if arguments.corrector_steps < 0:
+        raise ValueError(f"--corrector_steps must be an integer >= 0, got {arguments.corrector_steps}")
     machine = machine_info()
     print(json.dumps({"machine": machine}))
     pipe = DiscreteDiffusionPipeline.from_pretrained(arguments.model_dir)
@@ -109,15 +111,15 @@ def main(argv=None) -> dict:
           f"{judge_info.get('validation_bpc')}; the held-out text itself scores {data_score['bpc']:.3f} under the "
           f"judge, unigram entropy {data_score['unigram_entropy']:.3f}. Judge bpc: mean ± standard error over the "
           f"samples.\n")
-    print("| S | S-step bound (bpc) | judge bpc, ancestral | unigram H, ancestral | s / sample, ancestral | "
-          "judge bpc, corrector | unigram H, corrector | s / sample, corrector |")
-    print("|---|---|---|---|---|---|---|---|")
+    table = []
     for r in rows:
-        print(f"| {r['steps']} | {r['bound_bpc']:.3f} | {r['ancestral_judge_bpc']:.3f} ± "
-              f"{r['ancestral_judge_bpc_stderr']:.3f} | {r['ancestral_unigram_entropy']:.3f} | "
-              f"{r['ancestral_seconds_per_sample']:.3f} | {r['corrector_judge_bpc']:.3f} ± "
-              f"{r['corrector_judge_bpc_stderr']:.3f} | {r['corrector_unigram_entropy']:.3f} | "
-              f"{r['corrector_seconds_per_sample']:.3f} |")
+        cells = {"S": r["steps"], "S-step bound (bpc)": f"{r['bound_bpc']:.3f}"}
+        for name in ("ancestral", "corrector"):
+            cells[f"judge bpc, {name}"] = f"{r[f'{name}_judge_bpc']:.3f} ± {r[f'{name}_judge_bpc_stderr']:.3f}"
+            cells[f"unigram H, {name}"] = f"{r[f'{name}_unigram_entropy']:.3f}"
+            cells[f"s / sample, {name}"] = f"{r[f'{name}_seconds_per_sample']:.3f}"
+        table.append(cells)
+    print_table(None, table, list(table[0]))
     for r in rows:
         print(f"S={r['steps']}: ancestral {r['ancestral_first_sample']!r}\n       corrector {r['corrector_first_sample']!r}")
     result = {"benchmark": "sampling_steps", "machine": machine, "model_dir": arguments.model_dir,
@@ -129,4 +131,8 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ValueError, OSError) as error:  # bad input: one line, status 2
+        print(f"bench_sampling_steps.py: error: {error}", file=sys.stderr)
+        sys.exit(2)
