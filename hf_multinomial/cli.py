@@ -330,12 +330,12 @@ def sample_command(args) -> dict:
         raise ValueError(f"--output {args.output!r}: maps are written as a PNG grid; give a .png file")
     if args.chain is not None and not args.chain.lower().endswith(".png"):
         raise ValueError(f"--chain {args.chain!r}: the chain is written as a PNG; give a .png file")
-    precision = model.set_inference_precision(args.precision, compile=args.compile)
     known = {}
     if args.infill is not None:
         known_ids, known_mask = _infill_known_ids(args.infill, args.mask_char, model.vocabulary, args.num_samples,
                                                   shape[0])
         known = {"known_ids": known_ids, "known_mask": known_mask}
+    precision = model.set_inference_precision(args.precision, compile=args.compile)  # after the checks: int8 copies
     output_type = "np" if kind == "maps" else ("text" if model.vocabulary is not None else "pt")
     out = model(batch_size=args.num_samples, num_inference_steps=args.num_inference_steps, prefix=args.prefix,
                 output_type=output_type, return_chain=args.chain is not None,
